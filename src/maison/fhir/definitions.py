@@ -1,0 +1,231 @@
+"""The FHIR R4 definitions registry, loaded as data from a pinned package.
+
+https://hl7.org/fhir/R4/downloads.html (definitions: StructureDefinitions, SearchParameters,
+ValueSets, CodeSystems, the Patient CompartmentDefinition).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+PACKAGES_FILE = Path(__file__).resolve().parent.parent / "data" / "packages.json"
+BASE_PACKAGE = "r4-core"
+
+
+def cache_dir() -> Path:
+    """Where fetched definition packages live (``MAISON_CACHE`` or ``~/.cache/maison``)."""
+    env = os.environ.get("MAISON_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "maison"
+
+
+def package_pins() -> dict[str, Any]:
+    """The pinned packages (name, version, checksum) from ``data/packages.json``."""
+    pins: dict[str, Any] = orjson.loads(PACKAGES_FILE.read_bytes())["packages"]
+    return pins
+
+
+def package_dir(key: str = BASE_PACKAGE, root: Path | None = None) -> Path:
+    """The folder where the extracted files of a pinned package are cached."""
+    pin = package_pins()[key]
+    return (root or cache_dir()) / "packages" / f"{key}-{pin['version']}"
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One search parameter as it applies to one resource type.
+
+    https://hl7.org/fhir/R4/searchparameter.html
+    """
+
+    code: str
+    type: str  # number|date|string|token|reference|composite|quantity|uri|special
+    base: str  # the resource type it is applied to (or Resource / DomainResource)
+    expression: str | None  # the part of the FHIRPath expression for this base
+    url: str
+    target: tuple[str, ...] = ()
+    modifiers: tuple[str, ...] = ()
+    chains: tuple[str, ...] = ()
+    components: tuple[tuple[str, str], ...] = ()  # (definition url, expression)
+    multiple_or: bool = True
+    multiple_and: bool = True
+
+
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression on its top-level ``|`` operators."""
+    parts: list[str] = []
+    depth = 0
+    quote = False
+    start = 0
+    i = 0
+    while i < len(expression):
+        c = expression[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == "'":
+                quote = False
+        elif c == "'":
+            quote = True
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(expression[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(expression[start:].strip())
+    return [p for p in parts if p]
+
+
+def _head_identifier(part: str) -> str:
+    s = part.lstrip("( ")
+    name = []
+    for c in s:
+        if c.isalnum() or c == "_":
+            name.append(c)
+        else:
+            break
+    return "".join(name)
+
+
+def expression_for(expression: str | None, base: str, bases: list[str]) -> str | None:
+    """The part of a multi-base SearchParameter expression that applies to ``base``."""
+    if not expression:
+        return None
+    if len(bases) == 1:
+        return expression
+    parts = [p for p in split_union(expression) if _head_identifier(p) == base]
+    return " | ".join(parts) if parts else None
+
+
+@dataclass
+class Definitions:
+    """All definitions known to the server: base R4 plus installed guides."""
+
+    fhir_version: str = "4.0.1"
+    structure_definitions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by url
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)  # base SD by type name
+    resource_types: set[str] = field(default_factory=set)
+    value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    code_systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by url
+    _params: dict[str, dict[str, SearchParam]] = field(default_factory=dict)
+    compartments: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    operation_definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, resource: dict[str, Any], excluded: Iterable[str] = ()) -> None:
+        """Register one conformance resource (StructureDefinition, SearchParameter, …)."""
+        rt = resource.get("resourceType")
+        if rt == "Bundle":
+            for entry in resource.get("entry", []):
+                if "resource" in entry:
+                    self.add(entry["resource"], excluded)
+            return
+        url = resource.get("url", "")
+        if rt == "StructureDefinition":
+            self.structure_definitions[url] = resource
+            if resource.get("derivation") == "specialization" or resource.get("abstract") and (
+                "baseDefinition" not in resource
+            ):
+                self.types[resource["type"]] = resource
+                if resource.get("kind") == "resource" and not resource.get("abstract"):
+                    self.resource_types.add(resource["type"])
+            elif resource.get("kind") == "logical" and "baseDefinition" not in resource:
+                self.types[resource["type"]] = resource
+        elif rt == "SearchParameter":
+            if resource.get("id") in set(excluded):
+                return
+            self.search_parameters[url] = resource
+            self._index_param(resource)
+        elif rt == "ValueSet":
+            self.value_sets[url] = resource
+        elif rt == "CodeSystem":
+            self.code_systems[url] = resource
+        elif rt == "CompartmentDefinition":
+            code = resource.get("code", "")
+            self.compartments[code] = {
+                r["code"]: list(r.get("param", [])) for r in resource.get("resource", [])
+            }
+        elif rt == "OperationDefinition":
+            self.operation_definitions[url] = resource
+
+    def _index_param(self, sp: dict[str, Any]) -> None:
+        bases: list[str] = list(sp.get("base", []))
+        comps = tuple(
+            (c.get("definition", ""), c.get("expression", "")) for c in sp.get("component", [])
+        )
+        for base in bases:
+            param = SearchParam(
+                code=sp["code"],
+                type=sp["type"],
+                base=base,
+                expression=expression_for(sp.get("expression"), base, bases),
+                url=sp.get("url", ""),
+                target=tuple(sp.get("target", [])),
+                modifiers=tuple(sp.get("modifier", [])),
+                chains=tuple(sp.get("chain", [])),
+                components=comps,
+                multiple_or=sp.get("multipleOr", True),
+                multiple_and=sp.get("multipleAnd", True),
+            )
+            self._params.setdefault(base, {})[param.code] = param
+
+    def search_params(self, resource_type: str) -> dict[str, SearchParam]:
+        """Every search parameter that applies to a resource type, common ones included."""
+        out: dict[str, SearchParam] = {}
+        out.update(self._params.get("Resource", {}))
+        if resource_type not in ("Bundle", "Binary", "Parameters"):
+            out.update(self._params.get("DomainResource", {}))
+        out.update(self._params.get(resource_type, {}))
+        return out
+
+    def is_resource_type(self, name: str) -> bool:
+        """True when ``name`` is a concrete resource type."""
+        return name in self.resource_types
+
+
+def _load_json(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())
+
+
+class DefinitionsMissing(RuntimeError):
+    """The pinned definitions package has not been fetched (run ``maison setup``)."""
+
+
+def load_definitions(root: Path | None = None) -> Definitions:
+    """Load the base R4 definitions from the package cache."""
+    pin = package_pins()[BASE_PACKAGE]
+    folder = package_dir(BASE_PACKAGE, root)
+    marker = folder / ".verified"
+    if not marker.exists():
+        raise DefinitionsMissing(
+            f"FHIR R4 definitions not found in {folder}: run `maison setup` first"
+        )
+    defs = Definitions(fhir_version=pin["fhirVersion"])
+    excluded = pin.get("excludeSearchParameters", [])
+    for name in (
+        "profiles-types.json",
+        "profiles-resources.json",
+        "search-parameters.json",
+        "valuesets.json",
+        "compartmentdefinition-patient.json",
+    ):
+        defs.add(_load_json(folder / name), excluded)
+    return defs
+
+
+@functools.cache
+def default_definitions() -> Definitions:
+    """The process-wide base definitions (loaded once)."""
+    return load_definitions()
