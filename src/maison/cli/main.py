@@ -1,2 +1,189 @@
+"""The ``maison`` command line: setup, serve, token, db, import.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
 import typer
-app = typer.Typer()
+from rich.console import Console
+from rich.progress import Progress
+
+from maison.api.settings import DEFAULT_DATA, Settings, server_file
+
+app = typer.Typer(help="maison: the French e-health socle services on a FHIR R4 server.")
+db_app = typer.Typer(help="Database schema commands.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Data folder (SQLite inside) or a PostgreSQL URL (postgresql://user@host/db).",
+        envvar="MAISON_DATA",
+    ),
+]
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", help="Folder for keys when --data is a URL (default ./maison-data)."),
+]
+
+
+@app.command()
+def setup() -> None:
+    """Fetch and verify the pinned FHIR definition packages."""
+    from maison.cli.packages import ensure_all
+
+    for folder in ensure_all():
+        console.print(f"[green]ok[/green] {folder}")
+
+
+@app.command()
+def serve(
+    data: DataOpt = DEFAULT_DATA,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    public_url: Annotated[str | None, typer.Option(help="Base URL as clients see it.")] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="External OpenID issuer (default: local dev issuer).")
+    ] = None,
+    audience: Annotated[str | None, typer.Option(help="Expected token audience.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load demo data into an empty store.")] = True,
+    max_body: Annotated[int, typer.Option(help="Largest accepted request body (bytes).")] = (
+        16 * 1024 * 1024
+    ),
+    state: StateOpt = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Start the FHIR server (sets everything up on first start)."""
+    import uvicorn
+
+    from maison.api.app import create_app, prepare
+    from maison.cli.packages import ensure_all
+
+    ensure_all()
+    settings = Settings(
+        data=data,
+        host=host,
+        port=port,
+        public_url=public_url,
+        state=state,
+        issuer=issuer,
+        audience=audience,
+        demo=demo,
+        max_body_bytes=max_body,
+        workers=workers,
+    )
+    with console.status("Preparing the store…"):
+        services = prepare(settings)
+    if services.issuer is not None:
+        console.print(
+            "[yellow]Development issuer active[/yellow]: get a token with "
+            f"`maison token --data {data}`"
+        )
+    console.print(f"maison FHIR R4 server on {settings.base_url} (data: {data})")
+    if workers > 1:
+        os.environ["MAISON_SETTINGS"] = settings.to_env()
+        uvicorn.run(
+            "maison.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+    else:
+        uvicorn.run(
+            create_app(settings, services),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+
+
+@app.command()
+def token(
+    data: DataOpt = DEFAULT_DATA,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="SMART scope (repeatable).")
+    ] = None,
+    subject: Annotated[str, typer.Option(help="Token subject.")] = "dev-user",
+    lifetime: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    patient: Annotated[str | None, typer.Option(help="SMART launch patient id.")] = None,
+    state: StateOpt = None,
+) -> None:
+    """Print a development access token signed by the local issuer (last line of output)."""
+    from maison.security.issuer import LocalIssuer
+
+    settings = Settings(data=data, state=state)
+    info_path = server_file(settings.state_dir)
+    if info_path.exists():
+        info = orjson.loads(info_path.read_bytes())
+    else:
+        info = {
+            "issuer": settings.issuer_url,
+            "audience": settings.base_url,
+            "local_issuer": True,
+        }
+    if not info.get("local_issuer", True):
+        console.print("[red]This server trusts an external issuer; get tokens from it.[/red]")
+        raise typer.Exit(2)
+    issuer = LocalIssuer.load_or_create(settings.state_dir / "keys", info["issuer"])
+    extra = {"patient": patient} if patient else None
+    scopes = scope or ["system/*.*"]
+    jwt = issuer.mint(subject, scopes, info["audience"], lifetime, extra)
+    console.print(
+        f"issuer {info['issuer']}, audience {info['audience']}, scopes {' '.join(scopes)}"
+    )
+    sys.stdout.write(jwt + "\n")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data: DataOpt = DEFAULT_DATA, state: StateOpt = None) -> None:
+    """Apply schema migrations."""
+    from maison.api.services import make_store
+    from maison.fhir.definitions import default_definitions
+
+    store = make_store(Settings(data=data, state=state), default_definitions())
+    store.migrate()
+    console.print("[green]schema up to date[/green]")
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Bundle JSON files (transaction/batch).")],
+    data: DataOpt = DEFAULT_DATA,
+    state: StateOpt = None,
+) -> None:
+    """Load transaction or batch Bundles into the store (works while the server runs)."""
+    from maison.api.app import load_bundles
+    from maison.api.services import build_services
+
+    services = build_services(Settings(data=data, state=state, demo=False))
+    services.store.migrate()
+    total = 0
+    with Progress(console=console) as progress:
+        task = progress.add_task("Importing", total=len(files))
+        for f in files:
+            total += load_bundles(services, [orjson.loads(f.read_bytes())])
+            progress.advance(task)
+    console.print(f"{total} resources written")
+
+
+def main() -> None:
+    """Entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -109,7 +109,7 @@ def expression_for(expression: str | None, base: str, bases: list[str]) -> str |
     return " | ".join(parts) if parts else None
 
 
-@dataclass
+@dataclass(eq=False)
 class Definitions:
     """All definitions known to the server: base R4 plus installed guides."""
 
@@ -135,8 +135,10 @@ class Definitions:
         url = resource.get("url", "")
         if rt == "StructureDefinition":
             self.structure_definitions[url] = resource
-            if resource.get("derivation") == "specialization" or resource.get("abstract") and (
-                "baseDefinition" not in resource
+            if (
+                resource.get("derivation") == "specialization"
+                or resource.get("abstract")
+                and ("baseDefinition" not in resource)
             ):
                 self.types[resource["type"]] = resource
                 if resource.get("kind") == "resource" and not resource.get("abstract"):

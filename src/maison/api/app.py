@@ -1,0 +1,89 @@
+"""Application factories: prepare a data folder, then build the ASGI app for uvicorn.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+
+from maison.api import bundles
+from maison.api import interactions as ix
+from maison.api.http import build_app
+from maison.api.services import Services, build_services
+from maison.api.settings import Settings, server_file
+from maison.security.principal import Principal, parse_scopes
+
+log = logging.getLogger("maison")
+
+
+def system_principal(subject: str = "maison-system") -> Principal:
+    """The server acting on its own behalf (demo load, CLI imports)."""
+    scopes, others = parse_scopes("system/*.*")
+    return Principal(subject, "maison", scopes, None, None, None, other_scopes=others)
+
+
+def load_bundles(services: Services, items: Iterable[dict[str, Any]]) -> int:
+    """Process transaction/batch Bundles as the system; returns resources written."""
+    principal = system_principal()
+    ctx = ix.Context(services.defs, services.validate, services.settings.base_url)
+    written = 0
+    for bundle in items:
+        if bundle.get("type") == "transaction":
+            out = bundles.transaction(
+                ctx,
+                lambda: services.open_tx(principal, write=True),
+                services.store.new_id,
+                bundle,
+                True,
+                False,
+            )
+        else:
+            out = bundles.batch(
+                ctx, lambda: services.open_tx(principal, write=True), bundle, True, False
+            )
+        written += sum(
+            1 for e in out["entry"] if e["response"]["status"].startswith(("200", "201"))
+        )
+    return written
+
+
+def prepare(settings: Settings) -> Services:
+    """Migrate the store, record how to reach the server, load the demo data on first start."""
+    services = build_services(settings)
+    services.store.migrate()
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    info = {
+        "public_url": settings.base_url,
+        "issuer": settings.issuer_url,
+        "audience": settings.audience or settings.base_url,
+        "local_issuer": services.issuer is not None,
+    }
+    tmp = server_file(state).with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, server_file(state))
+    if settings.demo and services.store.get_meta("demo_loaded") is None:
+        if services.store.count() == 0:
+            from maison.services.demo.synthetic import demo_bundles
+
+            n = load_bundles(services, demo_bundles(settings.demo_patients, seed=2026))
+            log.info("loaded %d demo resources", n)
+        services.store.set_meta("demo_loaded", "1")
+    return services
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The ASGI app for the given settings."""
+    return build_app(services or build_services(settings))
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers (settings passed in ``MAISON_SETTINGS``)."""
+    return create_app(Settings.from_env())

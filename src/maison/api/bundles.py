@@ -1,0 +1,279 @@
+"""Batch and transaction processing over the generic interaction handlers.
+
+https://hl7.org/fhir/R4/http.html#transaction
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from maison.api import interactions as ix
+from maison.fhir.bundle import (
+    Entry,
+    entry_error,
+    parse_entries,
+    rewrite_references,
+    transaction_order,
+)
+from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.store.interface import StoreTx
+
+OpenTx = Callable[[], AbstractContextManager[StoreTx]]
+
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    410: "Gone",
+    412: "Precondition Failed",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def split_url(url: str) -> tuple[list[str], str]:
+    """An entry's request.url as path segments and query string (relative to the base)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    segments = [s for s in path.split("/") if s] if path else []
+    return segments, parts.query
+
+
+def _type_of(ctx: ix.Context, segments: list[str], entry: Entry) -> str:
+    if not segments:
+        raise invalid(f"Bundle.entry[{entry.index}].request.url has no resource type")
+    ix.check_type(ctx, segments[0])
+    return segments[0]
+
+
+def _run_entry(
+    ctx: ix.Context,
+    tx: StoreTx,
+    entry: Entry,
+    resolve: Callable[[str], str | None] | None,
+    assigned: dict[int, str],
+    prefer_lenient: bool,
+) -> ix.Result:
+    segments, query = split_url(entry.url)
+    body = entry.resource
+    if body is not None and resolve is not None:
+        body = rewrite_references(body, resolve)
+    m = entry.method
+    if m in ("GET", "HEAD"):
+        rtype = _type_of(ctx, segments, entry)
+        params = parse_qsl(query, keep_blank_values=True)
+        if len(segments) == 1:
+            return ix.search(ctx, tx, rtype, params, prefer_lenient)
+        if len(segments) == 2 and segments[1] == "_history":
+            return ix.history(ctx, tx, rtype, None, params)
+        if len(segments) == 2:
+            return ix.read(ctx, tx, rtype, segments[1])
+        if len(segments) == 3 and segments[2] == "_history":
+            return ix.history(ctx, tx, rtype, segments[1], params)
+        if len(segments) == 4 and segments[2] == "_history":
+            return ix.vread(ctx, tx, rtype, segments[1], segments[3])
+        raise invalid(f"Unsupported GET url '{entry.url}'")
+    rtype = _type_of(ctx, segments, entry)
+    if m == "POST":
+        if len(segments) != 1:
+            raise invalid(f"A POST entry's url must be a resource type, not '{entry.url}'")
+        if entry.index in assigned:
+            return ix.create(ctx, tx, rtype, body, res_id=assigned[entry.index], fresh=True)
+        return ix.create(ctx, tx, rtype, body, entry.if_none_exist)
+    if m == "PUT":
+        if len(segments) == 2:
+            return ix.update(ctx, tx, rtype, segments[1], body, entry.if_match)
+        if len(segments) == 1 and query:
+            return ix.conditional_update(ctx, tx, rtype, query, body, entry.if_match)
+        raise invalid(f"A PUT entry's url must be Type/id or Type?criteria, not '{entry.url}'")
+    if m == "PATCH":
+        ctype = (
+            "application/fhir+json"
+            if isinstance(body, dict) and body.get("resourceType") == "Parameters"
+            else "application/json-patch+json"
+        )
+        if len(segments) == 2:
+            return ix.patch(ctx, tx, rtype, segments[1], ctype, body, entry.if_match)
+        if len(segments) == 1 and query:
+            return ix.conditional_patch(ctx, tx, rtype, query, ctype, body)
+        raise invalid(f"A PATCH entry's url must be Type/id or Type?criteria, not '{entry.url}'")
+    # DELETE
+    if len(segments) == 2:
+        return ix.delete(ctx, tx, rtype, segments[1])
+    if len(segments) == 1 and query:
+        return ix.conditional_delete(ctx, tx, rtype, query)
+    raise invalid(f"A DELETE entry's url must be Type/id or Type?criteria, not '{entry.url}'")
+
+
+def _search_one(ctx: ix.Context, tx: StoreTx, rtype: str, query: str, what: str) -> str | None:
+    q = ix.parse_search(ctx.defs, rtype, parse_qsl(query, keep_blank_values=True))
+    q.count, q.total = 2, "none"
+    found = tx.search(q).entries
+    if len(found) > 1:
+        raise FhirError(
+            Category.PRECONDITION, f"{what} '{rtype}?{query}' matches several resources"
+        )
+    return found[0].id if found else None
+
+
+def _plan_transaction(
+    ctx: ix.Context, tx: StoreTx, entries: list[Entry], new_id: Callable[[], str]
+) -> tuple[dict[str, str], dict[int, str], dict[int, ix.Result]]:
+    """Give every POST/PUT entry its final identity before anything is written."""
+    mapping: dict[str, str] = {}
+    assigned: dict[int, str] = {}
+    preset: dict[int, ix.Result] = {}
+    for e in entries:
+        if e.method not in ("POST", "PUT"):
+            continue
+        try:
+            segments, query = split_url(e.url)
+            rtype = _type_of(ctx, segments, e)
+            target: str | None = None
+            if e.method == "POST":
+                if e.if_none_exist:
+                    existing = _search_one(
+                        ctx, tx, rtype, e.if_none_exist.lstrip("?"), "ifNoneExist"
+                    )
+                    if existing:
+                        found = ix.read(ctx, tx, rtype, existing)
+                        preset[e.index] = found
+                        target = existing
+                if target is None:
+                    target = new_id()
+                    assigned[e.index] = target
+            elif len(segments) == 2:
+                target = segments[1]
+            elif query:
+                target = _search_one(ctx, tx, rtype, query, "Conditional update")
+                if target is None and isinstance(e.resource, dict):
+                    rid = e.resource.get("id")
+                    target = rid if isinstance(rid, str) else new_id()
+                    e.url = f"{rtype}/{target}"
+                    e.resource = {**e.resource, "id": target}
+                elif target is not None:
+                    e.url = f"{rtype}/{target}"
+                    if isinstance(e.resource, dict):
+                        e.resource = {**e.resource, "id": target}
+        except FhirError as err:
+            raise entry_error(e, err) from None
+        if e.full_url and target:
+            mapping[e.full_url] = f"{rtype}/{target}"
+    return mapping, assigned, preset
+
+
+def _resolver(ctx: ix.Context, tx: StoreTx, mapping: dict[str, str]) -> Callable[[str], str | None]:
+    cache: dict[str, str] = {}
+
+    def resolve(ref: str) -> str | None:
+        if ref in mapping:
+            return mapping[ref]
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            raise invalid(f"Reference '{ref}' does not match any fullUrl in the transaction")
+        if "?" in ref and ref[:1].isupper() and "/" not in ref.split("?")[0]:
+            if ref not in cache:
+                rtype, _, query = ref.partition("?")
+                ix.check_type(ctx, rtype)
+                found = _search_one(ctx, tx, rtype, query, "Conditional reference")
+                if found is None:
+                    raise FhirError(
+                        Category.PRECONDITION, f"Conditional reference '{ref}' matches nothing"
+                    )
+                cache[ref] = f"{rtype}/{found}"
+            return cache[ref]
+        return None
+
+    return resolve
+
+
+def entry_response(ctx: ix.Context, result: ix.Result, minimal: bool) -> dict[str, Any]:
+    """A Bundle.entry of a batch/transaction-response."""
+    response: dict[str, Any] = {"status": f"{result.status} {REASONS.get(result.status, '')}"}
+    entry: dict[str, Any] = {}
+    s = result.stored
+    if s is not None:
+        entry["fullUrl"] = f"{ctx.base_url}/{s.type}/{s.id}"
+        response["location"] = f"{s.type}/{s.id}/_history/{s.version}"
+        response["etag"] = f'W/"{s.version}"'
+        response["lastModified"] = s.last_updated
+    if result.resource is not None and not minimal:
+        entry["resource"] = result.resource
+    if result.issues:
+        response["outcome"] = operation_outcome(result.issues)
+    entry["response"] = response
+    return entry
+
+
+def transaction(
+    ctx: ix.Context,
+    open_tx: OpenTx,
+    new_id: Callable[[], str],
+    bundle: dict[str, Any],
+    minimal: bool,
+    lenient: bool,
+) -> dict[str, Any]:
+    """Process a transaction: all entries succeed together or nothing is written."""
+    entries = parse_entries(bundle)
+    if bundle.get("type") != "transaction":
+        raise invalid("Not a transaction")
+    results: dict[int, ix.Result] = {}
+    with open_tx() as tx:
+        ordered = transaction_order(entries)
+        mapping, assigned, preset = _plan_transaction(ctx, tx, ordered, new_id)
+        resolve = _resolver(ctx, tx, mapping)
+        for e in ordered:
+            if e.index in preset:
+                results[e.index] = preset[e.index]
+                continue
+            try:
+                results[e.index] = _run_entry(ctx, tx, e, resolve, assigned, lenient)
+            except FhirError as err:
+                raise entry_error(e, err) from None
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [entry_response(ctx, results[e.index], minimal) for e in entries],
+    }
+
+
+def batch(
+    ctx: ix.Context,
+    open_tx: OpenTx,
+    bundle: dict[str, Any],
+    minimal: bool,
+    lenient: bool,
+) -> dict[str, Any]:
+    """Process a batch: each entry on its own; a failed entry does not stop the others."""
+    entries = parse_entries(bundle)
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        try:
+            with open_tx() as tx:
+                result = _run_entry(ctx, tx, e, None, {}, lenient)
+            out.append(entry_response(ctx, result, minimal))
+        except FhirError as err:
+            from maison.api.errors import status_of
+
+            status = status_of(err)
+            issues = err.issues or [Issue("error", "exception", err.message)]
+            out.append(
+                {
+                    "response": {
+                        "status": f"{status} {REASONS.get(status, '')}",
+                        "outcome": operation_outcome(issues),
+                    }
+                }
+            )
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}

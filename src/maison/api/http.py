@@ -1,0 +1,330 @@
+"""The HTTP edge: Starlette routes, body limits, content types, Prefer, and rendering Results.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from maison.api import bundles
+from maison.api import interactions as ix
+from maison.api.capability import capability_statement
+from maison.api.errors import status_of
+from maison.api.services import Services
+from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.security.principal import Principal
+
+log = logging.getLogger("maison.api")
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
+XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "xml")
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def fhir_response(
+    status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+) -> Response:
+    """A FHIR JSON response."""
+    content = orjson.dumps(body) if body is not None else b""
+    h = dict(headers or {})
+    if body is not None:
+        h["content-type"] = FHIR_JSON
+    return Response(content, status_code=status, headers=h)
+
+
+def error_response(error: FhirError) -> Response:
+    """An error value as an OperationOutcome response (the only place this happens)."""
+    status = status_of(error)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    return fhir_response(status, error.outcome(), headers)
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").replace(";", ",").split(","):
+        k, _, v = part.strip().partition("=")
+        if k:
+            out[k.lower()] = v.strip().strip('"')
+    return out
+
+
+def _media(value: str | None) -> str | None:
+    return value.split(";")[0].strip().lower() if value else None
+
+
+def _check_accept(request: Request, params: list[tuple[str, str]]) -> None:
+    fmt = next((v for k, v in params if k == "_format"), None)
+    if fmt and any(x in fmt.lower() for x in XML_TYPES) and "json" not in fmt.lower():
+        raise FhirError(Category.NOT_ACCEPTABLE, "This server speaks FHIR JSON only (_format)")
+    accept = request.headers.get("accept", "")
+    if accept and "json" not in accept and "*/*" not in accept and "application/*" not in accept:
+        raise FhirError(
+            Category.NOT_ACCEPTABLE,
+            f"This server answers in application/fhir+json; Accept was '{accept[:80]}'",
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FhirError(
+            Category.TOO_LARGE, f"The request body is larger than the limit of {limit} bytes"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FhirError(
+                Category.TOO_LARGE, f"The request body is larger than the limit of {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise invalid("The request has no body; a FHIR JSON resource was expected")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The body is not valid JSON: {exc}") from None
+
+
+class FhirEndpoint:
+    """Routes FHIR REST requests to the generic interaction handlers."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def context(self, request: Request) -> ix.Context:
+        """The per-request handler context."""
+        base = self.s.settings.public_url or str(request.base_url)
+        return ix.Context(self.s.defs, self.s.validate, base.rstrip("/"))
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return await self._handle(request)
+        except FhirError as err:
+            return error_response(err)
+        except Exception:  # never a bare 500: log it, answer with an OperationOutcome
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return error_response(
+                FhirError(Category.INTERNAL, "Internal error; it has been logged")
+            )
+
+    async def _handle(self, request: Request) -> Response:
+        principal = self.s.authenticator.authenticate(request.headers.get("authorization"))
+        method = request.method
+        segments = [s for s in request.url.path.split("/") if s]
+        params = parse_qsl(request.url.query, keep_blank_values=True)
+        _check_accept(request, params)
+        prefer = _prefer(request)
+        ctype = _media(request.headers.get("content-type"))
+        body: Any = None
+        if method in ("POST", "PUT", "PATCH"):
+            raw = await _read_body(request, self.s.settings.max_body_bytes)
+            if ctype == "application/x-www-form-urlencoded":
+                if not (method == "POST" and segments and segments[-1] == "_search"):
+                    raise FhirError(
+                        Category.MEDIA_TYPE, "Form bodies are only accepted by POST [type]/_search"
+                    )
+                params = params + parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            elif method == "POST" and segments and segments[-1] == "_search":
+                pass
+            else:
+                allowed = JSON_TYPES + (
+                    ("application/json-patch+json",) if method == "PATCH" else ()
+                )
+                if ctype is not None and ctype not in allowed:
+                    raise FhirError(
+                        Category.MEDIA_TYPE,
+                        f"Content-Type '{ctype}' is not supported; send application/fhir+json",
+                    )
+                body = _parse_json(raw)
+        ctx = self.context(request)
+        result = await run_in_threadpool(
+            self._dispatch, ctx, principal, method, segments, params, request, body, ctype, prefer
+        )
+        return self._render(ctx, result, prefer, method)
+
+    def _dispatch(
+        self,
+        ctx: ix.Context,
+        principal: Principal,
+        method: str,
+        seg: list[str],
+        params: list[tuple[str, str]],
+        request: Request,
+        body: Any,
+        ctype: str | None,
+        prefer: dict[str, str],
+    ) -> ix.Result:
+        s = self.s
+        h = request.headers
+        lenient = prefer.get("handling") == "lenient"
+        query = request.url.query
+        n = len(seg)
+        if n == 0:
+            if method != "POST":
+                raise FhirError(
+                    Category.METHOD_NOT_ALLOWED, "System-level search is not supported yet"
+                )
+            if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+                raise invalid("POST to the base URL takes a batch or transaction Bundle")
+            minimal = prefer.get("return") == "minimal"
+            if body.get("type") == "transaction":
+                return ix.Result(
+                    200,
+                    bundles.transaction(
+                        ctx,
+                        lambda: s.open_tx(principal, write=True),
+                        s.store.new_id,
+                        body,
+                        minimal,
+                        lenient,
+                    ),
+                )
+            return ix.Result(
+                200,
+                bundles.batch(
+                    ctx, lambda: s.open_tx(principal, write=True), body, minimal, lenient
+                ),
+            )
+        with s.open_tx(principal, write=method not in ("GET", "HEAD")) as tx:
+            rtype = seg[0]
+            if n == 1 and rtype == "_history" and method == "GET":
+                return ix.history(ctx, tx, None, None, params)
+            if n == 1:
+                if method in ("GET", "HEAD"):
+                    return ix.search(ctx, tx, rtype, params, lenient)
+                if method == "POST":
+                    return ix.create(ctx, tx, rtype, body, h.get("if-none-exist"))
+                if method == "PUT" and query:
+                    return ix.conditional_update(ctx, tx, rtype, query, body, h.get("if-match"))
+                if method == "DELETE" and query:
+                    return ix.conditional_delete(ctx, tx, rtype, query)
+                if method == "PATCH" and query:
+                    return ix.conditional_patch(ctx, tx, rtype, query, ctype or "", body)
+            elif n == 2:
+                second = seg[1]
+                if second == "_search" and method == "POST":
+                    return ix.search(ctx, tx, rtype, params, lenient)
+                if second == "_history" and method == "GET":
+                    return ix.history(ctx, tx, rtype, None, params)
+                if second == "$validate" and method == "POST":
+                    return ix.validate_op(ctx, rtype, body)
+                if method in ("GET", "HEAD"):
+                    return ix.read(ctx, tx, rtype, second)
+                if method == "PUT":
+                    return ix.update(ctx, tx, rtype, second, body, h.get("if-match"))
+                if method == "DELETE":
+                    return ix.delete(ctx, tx, rtype, second)
+                if method == "PATCH":
+                    return ix.patch(ctx, tx, rtype, second, ctype or "", body, h.get("if-match"))
+            elif n == 3 and seg[2] == "_history" and method == "GET":
+                return ix.history(ctx, tx, rtype, seg[1], params)
+            elif n == 4 and seg[2] == "_history" and method in ("GET", "HEAD"):
+                return ix.vread(ctx, tx, rtype, seg[1], seg[3])
+        if n >= 1 and not s.defs.is_resource_type(seg[0]) and seg[0] != "_history":
+            raise FhirError(Category.NOT_FOUND, f"Unknown resource type '{seg[0][:64]}'")
+        raise FhirError(
+            Category.METHOD_NOT_ALLOWED,
+            f"{method} {'/'.join(seg)[:120]} is not a supported FHIR interaction",
+        )
+
+    def _render(
+        self, ctx: ix.Context, result: ix.Result, prefer: dict[str, str], method: str
+    ) -> Response:
+        headers: dict[str, str] = {}
+        s = result.stored
+        if s is not None:
+            headers["etag"] = ix.etag(s)
+            headers["last-modified"] = ix.http_date(s.last_updated)
+            if result.location:
+                headers["location"] = f"{ctx.base_url}/{s.type}/{s.id}/_history/{s.version}"
+        ret = prefer.get("return")
+        body: dict[str, Any] | None
+        if method in ("POST", "PUT", "PATCH") and ret == "minimal":
+            body = None
+        elif method in ("POST", "PUT", "PATCH") and ret == "OperationOutcome":
+            body = operation_outcome(result.issues)
+        elif result.resource is not None:
+            body = result.resource
+        else:
+            body = operation_outcome(result.issues) if result.issues else None
+        if method == "HEAD":
+            body = None
+        return fhir_response(result.status, body, headers)
+
+
+def build_app(services: Services) -> Starlette:
+    """The ASGI application (https://hl7.org/fhir/R4/http.html)."""
+    endpoint = FhirEndpoint(services)
+
+    async def metadata(request: Request) -> Response:
+        base = services.settings.public_url or str(request.base_url)
+        return fhir_response(200, capability_statement(services.defs, base.rstrip("/")))
+
+    async def health(_request: Request) -> Response:
+        try:
+            await run_in_threadpool(services.store.count)
+        except Exception:
+            log.exception("health check failed")
+            return fhir_response(503, {"status": "unavailable"})
+        return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+    def public_json(
+        make: Callable[[Request], dict[str, Any] | None],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            doc = make(request)
+            if doc is None:
+                return error_response(FhirError(Category.NOT_FOUND, "Not available"))
+            return Response(orjson.dumps(doc), media_type="application/json")
+
+        return handler
+
+    def base_of(request: Request) -> str:
+        return (services.settings.public_url or str(request.base_url)).rstrip("/")
+
+    routes = [
+        Route("/metadata", metadata, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route(
+            "/.well-known/openid-configuration",
+            public_json(lambda r: services.openid_configuration(base_of(r))),
+            methods=["GET"],
+        ),
+        Route(
+            "/auth/.well-known/openid-configuration",
+            public_json(lambda r: services.openid_configuration(base_of(r))),
+            methods=["GET"],
+        ),
+        Route("/.well-known/jwks.json", public_json(lambda r: services.jwks()), methods=["GET"]),
+        Route(
+            "/.well-known/smart-configuration",
+            public_json(lambda r: services.smart_configuration(base_of(r))),
+            methods=["GET"],
+        ),
+        Route("/", endpoint.handle, methods=ALL_METHODS),
+        Route("/{path:path}", endpoint.handle, methods=ALL_METHODS),
+    ]
+    return Starlette(routes=routes)
+
+
+__all__ = ["Issue", "build_app", "error_response", "fhir_response"]

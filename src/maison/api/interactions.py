@@ -1,0 +1,400 @@
+"""One generic handler per FHIR RESTful interaction, shared by HTTP requests and Bundle entries.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from maison.fhir.definitions import Definitions
+from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.fhir.patch import apply_patch
+from maison.fhir.search import SearchQuery, parse_search
+from maison.store.interface import Stored, StoreTx
+
+Validate = Callable[[dict[str, Any]], list[Issue]]
+
+
+@dataclass
+class Context:
+    """What a handler needs: definitions, validation, the base URL for links."""
+
+    defs: Definitions
+    validate: Validate
+    base_url: str
+    lenient: bool = False
+
+
+@dataclass
+class Result:
+    """The outcome of one interaction, rendered later as an HTTP response or a Bundle entry."""
+
+    status: int
+    resource: dict[str, Any] | None = None
+    stored: Stored | None = None
+    location: bool = False
+    issues: list[Issue] = field(default_factory=list)
+
+
+def check_type(ctx: Context, res_type: str) -> None:
+    """Refuse an unknown resource type in a URL."""
+    if not ctx.defs.is_resource_type(res_type):
+        raise FhirError(Category.NOT_FOUND, f"Unknown resource type '{res_type}'")
+
+
+def check_id(res_id: str) -> None:
+    """Refuse an id that is not a FHIR id (https://hl7.org/fhir/R4/datatypes.html#id)."""
+    if not (1 <= len(res_id) <= 64) or any(
+        not (c.isascii() and (c.isalnum() or c in "-.")) for c in res_id
+    ):
+        raise invalid(f"'{res_id[:80]}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})")
+
+
+def prepare(ctx: Context, res_type: str, body: Any, res_id: str | None) -> dict[str, Any]:
+    """Check a resource body against the URL and validate it; errors carry the reason."""
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object holding a FHIR resource")
+    rt = body.get("resourceType")
+    if not isinstance(rt, str):
+        raise invalid("The resource has no resourceType")
+    if rt != res_type:
+        raise invalid(f"The resource is a {rt} but the URL is for {res_type}")
+    if res_id is None:
+        body = {k: v for k, v in body.items() if k != "id"}
+    else:
+        if "id" not in body:
+            raise invalid(f"An update needs the resource id in the body ({res_type}.id)")
+        if body["id"] != res_id:
+            raise invalid(f"The resource id '{body['id']}' does not match the URL id '{res_id}'")
+    issues = ctx.validate(body)
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise FhirError(
+            Category.UNPROCESSABLE,
+            f"The {res_type} is not valid: {errors[0].diagnostics}",
+            issues,
+        )
+    return body
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``W/"3"`` → 3 (https://hl7.org/fhir/R4/http.html#concurrency)."""
+    if value is None:
+        return None
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    if not v.isdigit():
+        raise invalid(f'If-Match must be a version ETag such as W/"3", not {value[:40]!r}')
+    return int(v)
+
+
+def _matches(ctx: Context, tx: StoreTx, res_type: str, query: str, what: str) -> list[Stored]:
+    params = parse_qsl(query, keep_blank_values=True)
+    if not params:
+        raise invalid(f"{what} needs search criteria")
+    q = parse_search(ctx.defs, res_type, params, lenient=False)
+    q.count, q.total = 2, "none"
+    return tx.search(q).entries
+
+
+def read(ctx: Context, tx: StoreTx, res_type: str, res_id: str) -> Result:
+    """read: https://hl7.org/fhir/R4/http.html#read."""
+    check_type(ctx, res_type)
+    stored = tx.read(res_type, res_id)
+    if stored is None:
+        raise FhirError(Category.NOT_FOUND, f"{res_type}/{res_id} is not known")
+    if stored.deleted:
+        raise FhirError(Category.GONE, f"{res_type}/{res_id} was deleted")
+    return Result(200, stored.resource, stored)
+
+
+def vread(ctx: Context, tx: StoreTx, res_type: str, res_id: str, vid: str) -> Result:
+    """vread: https://hl7.org/fhir/R4/http.html#vread."""
+    check_type(ctx, res_type)
+    if not vid.isdigit():
+        raise FhirError(
+            Category.NOT_FOUND, f"Version '{vid[:20]}' of {res_type}/{res_id} is not known"
+        )
+    stored = tx.vread(res_type, res_id, int(vid))
+    if stored is None:
+        raise FhirError(Category.NOT_FOUND, f"Version {vid} of {res_type}/{res_id} is not known")
+    if stored.deleted:
+        raise FhirError(Category.GONE, f"Version {vid} of {res_type}/{res_id} is a deletion")
+    return Result(200, stored.resource, stored)
+
+
+def create(
+    ctx: Context,
+    tx: StoreTx,
+    res_type: str,
+    body: Any,
+    if_none_exist: str | None = None,
+    res_id: str | None = None,
+    fresh: bool = False,
+) -> Result:
+    """create and conditional create: https://hl7.org/fhir/R4/http.html#create."""
+    check_type(ctx, res_type)
+    resource = prepare(ctx, res_type, body, None)
+    if if_none_exist:
+        found = _matches(ctx, tx, res_type, if_none_exist.lstrip("?"), "If-None-Exist")
+        if len(found) > 1:
+            raise FhirError(
+                Category.PRECONDITION,
+                f"If-None-Exist '{if_none_exist}' matches several {res_type} resources",
+            )
+        if found:
+            return Result(200, found[0].resource, found[0])
+    stored = tx.create(res_type, resource, res_id, fresh)
+    return Result(201, stored.resource, stored, location=True)
+
+
+def update(
+    ctx: Context,
+    tx: StoreTx,
+    res_type: str,
+    res_id: str,
+    body: Any,
+    if_match: str | None = None,
+) -> Result:
+    """update (and update-as-create): https://hl7.org/fhir/R4/http.html#update."""
+    check_type(ctx, res_type)
+    check_id(res_id)
+    resource = prepare(ctx, res_type, body, res_id)
+    stored, created = tx.update(res_type, res_id, resource, parse_if_match(if_match))
+    return Result(201 if created else 200, stored.resource, stored, location=created)
+
+
+def conditional_update(
+    ctx: Context, tx: StoreTx, res_type: str, query: str, body: Any, if_match: str | None = None
+) -> Result:
+    """Conditional update: https://hl7.org/fhir/R4/http.html#cond-update."""
+    check_type(ctx, res_type)
+    found = _matches(ctx, tx, res_type, query, "A conditional update")
+    if len(found) > 1:
+        raise FhirError(
+            Category.PRECONDITION, f"The conditional update matches several {res_type} resources"
+        )
+    if found:
+        target = found[0].id
+        if isinstance(body, dict) and body.get("id") not in (None, target):
+            raise invalid(
+                f"The resource id '{body.get('id')}' does not match the resource found ({target})"
+            )
+        body = {**body, "id": target} if isinstance(body, dict) else body
+        return update(ctx, tx, res_type, target, body, if_match)
+    if isinstance(body, dict) and isinstance(body.get("id"), str):
+        return update(ctx, tx, res_type, body["id"], body, if_match)
+    return create(ctx, tx, res_type, body)
+
+
+def patch(
+    ctx: Context,
+    tx: StoreTx,
+    res_type: str,
+    res_id: str,
+    content_type: str,
+    body: Any,
+    if_match: str | None = None,
+) -> Result:
+    """patch: https://hl7.org/fhir/R4/http.html#patch."""
+    current = read(ctx, tx, res_type, res_id)
+    assert current.resource is not None and current.stored is not None
+    expected = parse_if_match(if_match)
+    if expected is not None and expected != current.stored.version:
+        raise FhirError(
+            Category.PRECONDITION,
+            f"Version conflict on {res_type}/{res_id}: If-Match asked for version {expected} "
+            f"but the current version is {current.stored.version}",
+        )
+    patched = apply_patch(current.resource, content_type, body)
+    if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+        raise FhirError(Category.UNPROCESSABLE, "A patch may not change resourceType or id")
+    return update(ctx, tx, res_type, res_id, patched, f'W/"{current.stored.version}"')
+
+
+def conditional_patch(
+    ctx: Context, tx: StoreTx, res_type: str, query: str, content_type: str, body: Any
+) -> Result:
+    """Conditional patch: https://hl7.org/fhir/R4/http.html#patch."""
+    check_type(ctx, res_type)
+    found = _matches(ctx, tx, res_type, query, "A conditional patch")
+    if len(found) != 1:
+        raise FhirError(
+            Category.PRECONDITION if found else Category.NOT_FOUND,
+            f"The conditional patch matches {'several' if found else 'no'} {res_type} resources",
+        )
+    return patch(ctx, tx, res_type, found[0].id, content_type, body)
+
+
+def delete(ctx: Context, tx: StoreTx, res_type: str, res_id: str) -> Result:
+    """delete: https://hl7.org/fhir/R4/http.html#delete (history is kept)."""
+    check_type(ctx, res_type)
+    stored = tx.delete(res_type, res_id)
+    return Result(
+        200,
+        None,
+        stored,
+        issues=[
+            Issue(
+                "information",
+                "informational",
+                f"{res_type}/{res_id} deleted" if stored else f"{res_type}/{res_id} was not there",
+            )
+        ],
+    )
+
+
+def conditional_delete(ctx: Context, tx: StoreTx, res_type: str, query: str) -> Result:
+    """Conditional delete (single match): https://hl7.org/fhir/R4/http.html#3.1.0.7.1."""
+    check_type(ctx, res_type)
+    found = _matches(ctx, tx, res_type, query, "A conditional delete")
+    if len(found) > 1:
+        raise FhirError(
+            Category.PRECONDITION, f"The conditional delete matches several {res_type} resources"
+        )
+    if not found:
+        return Result(
+            200, issues=[Issue("information", "informational", "No resource matched; none deleted")]
+        )
+    return delete(ctx, tx, res_type, found[0].id)
+
+
+def search(
+    ctx: Context, tx: StoreTx, res_type: str, params: list[tuple[str, str]], lenient: bool
+) -> Result:
+    """search: https://hl7.org/fhir/R4/http.html#search (the searchset Bundle)."""
+    check_type(ctx, res_type)
+    query = parse_search(ctx.defs, res_type, params, lenient=lenient or ctx.lenient)
+    page = tx.search(query)
+    base = f"{ctx.base_url}/{res_type}"
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    kept = [(k, v) for k, v in params if k != "_offset" and k not in query.ignored]
+    links = [{"relation": "self", "url": _url(base, [*kept, ("_offset", str(query.offset))])}]
+    if page.has_more:
+        nxt = [*kept, ("_offset", str(query.offset + query.count))]
+        links.append({"relation": "next", "url": _url(base, nxt)})
+    if query.offset > 0:
+        prev = [*kept, ("_offset", str(max(0, query.offset - query.count)))]
+        links.append({"relation": "previous", "url": _url(base, prev)})
+    bundle["link"] = links
+    bundle["entry"] = [
+        {
+            "fullUrl": f"{base}/{s.id}",
+            "resource": s.resource,
+            "search": {"mode": "match"},
+        }
+        for s in page.entries
+    ]
+    return Result(200, bundle)
+
+
+def history(
+    ctx: Context,
+    tx: StoreTx,
+    res_type: str | None,
+    res_id: str | None,
+    params: list[tuple[str, str]],
+) -> Result:
+    """history (instance, type, system): https://hl7.org/fhir/R4/http.html#history."""
+    if res_type:
+        check_type(ctx, res_type)
+    count, since, before = 50, None, None
+    for k, v in params:
+        if k == "_count":
+            if not v.isdigit():
+                raise invalid("_count must be a non-negative integer")
+            count = max(1, min(int(v), 1000))
+        elif k == "_since":
+            from maison.fhir.indexing import date_range
+
+            rng = date_range(v)
+            if rng is None:
+                raise invalid(f"_since must be a FHIR instant, got {v[:40]!r}")
+            since = rng[0]
+        elif k == "_before":
+            if not v.isdigit():
+                raise invalid("_before must be a history cursor (an integer)")
+            before = int(v)
+        elif k not in ("_format", "_pretty"):
+            raise invalid(f"Parameter '{k}' is not supported on history")
+    page = tx.history(res_type, res_id, since, count, before)
+    path = "/".join(p for p in (res_type, res_id, "_history") if p)
+    base = f"{ctx.base_url}/{path}"
+    kept = [(k, v) for k, v in params if k != "_before"]
+    links = [{"relation": "self", "url": _url(base, params)}]
+    if page.next_cursor is not None:
+        links.append(
+            {"relation": "next", "url": _url(base, [*kept, ("_before", str(page.next_cursor))])}
+        )
+    entries = []
+    for s in page.entries:
+        entry: dict[str, Any] = {"fullUrl": f"{ctx.base_url}/{s.type}/{s.id}"}
+        if s.resource is not None:
+            entry["resource"] = s.resource
+        entry["request"] = {
+            "method": s.method,
+            "url": s.type if s.method == "POST" else f"{s.type}/{s.id}",
+        }
+        entry["response"] = {
+            "status": {"POST": "201", "PUT": "200", "DELETE": "204"}.get(s.method, "200"),
+            "etag": f'W/"{s.version}"',
+            "lastModified": s.last_updated,
+        }
+        entries.append(entry)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": page.total,
+        "link": links,
+        "entry": entries,
+    }
+    return Result(200, bundle)
+
+
+def validate_op(ctx: Context, res_type: str, body: Any) -> Result:
+    """$validate: https://hl7.org/fhir/R4/resource-operation-validate.html."""
+    check_type(ctx, res_type)
+    resource = body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        resource = next(
+            (p.get("resource") for p in body.get("parameter", []) if p.get("name") == "resource"),
+            None,
+        )
+    if not isinstance(resource, dict):
+        raise invalid("$validate needs a resource (or a Parameters with a 'resource' parameter)")
+    if resource.get("resourceType") != res_type:
+        raise invalid(
+            f"The resource is a {resource.get('resourceType')} but the URL is for {res_type}"
+        )
+    issues = ctx.validate(resource)
+    return Result(200, operation_outcome(issues))
+
+
+def _url(base: str, params: list[tuple[str, str]]) -> str:
+    from urllib.parse import urlencode
+
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+def http_date(instant: str) -> str:
+    """A FHIR instant as an HTTP-date for Last-Modified."""
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return format_datetime(moment, usegmt=True)
+
+
+def etag(stored: Stored) -> str:
+    """The weak ETag of a version (https://hl7.org/fhir/R4/http.html#versioning)."""
+    return f'W/"{stored.version}"'
+
+
+__all__ = ["Context", "Result", "SearchQuery"]

@@ -1,0 +1,109 @@
+"""The composition root: the one place that picks the adapters the server runs with.
+
+https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from maison.api.settings import Settings
+from maison.fhir.definitions import Definitions, default_definitions
+from maison.fhir.errors import Issue
+from maison.fhir.indexing import Indexer
+from maison.fhir.validation import Validator
+from maison.security.authenticator import Authenticator
+from maison.security.guard import GuardedTx
+from maison.security.issuer import LocalIssuer
+from maison.security.jwks import RemoteJwks
+from maison.security.principal import Principal
+from maison.security.tokens import JwtAuthenticator
+from maison.store.crypto import Keyring
+from maison.store.sql import SqlStore, StoreSettings
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use, built once per process."""
+
+    settings: Settings
+    defs: Definitions
+    store: SqlStore
+    validator: Validator
+    authenticator: Authenticator
+    issuer: LocalIssuer | None
+
+    def validate(self, resource: dict[str, Any]) -> list[Issue]:
+        """Validate against the base definition and the declared, known profiles."""
+        meta = resource.get("meta")
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
+        if not isinstance(profiles, list):
+            profiles = None
+        return self.validator.validate(resource, profiles)
+
+    @contextmanager
+    def open_tx(self, principal: Principal, write: bool) -> Iterator[GuardedTx]:
+        """A store transaction seen through the caller's permissions."""
+        with self.store.transaction(write=write) as tx:
+            yield GuardedTx(tx, principal)
+
+    def jwks(self) -> dict[str, Any] | None:
+        """The local issuer's public keys (development mode only)."""
+        return self.issuer.jwks() if self.issuer else None
+
+    def openid_configuration(self, base_url: str) -> dict[str, Any] | None:
+        """The local issuer's discovery document (development mode only)."""
+        return self.issuer.openid_configuration(base_url) if self.issuer else None
+
+    def smart_configuration(self, base_url: str) -> dict[str, Any]:
+        """SMART App Launch discovery: https://hl7.org/fhir/smart-app-launch/conformance.html."""
+        return {
+            "issuer": self.settings.issuer_url,
+            "jwks_uri": f"{base_url}/.well-known/jwks.json" if self.issuer else None,
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": [
+                "system/*.read",
+                "system/*.write",
+                "user/*.read",
+                "patient/*.read",
+            ],
+            "capabilities": ["permission-v1", "permission-v2"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
+
+def make_store(settings: Settings, defs: Definitions) -> SqlStore:
+    """The SQL store for the configured database, its data keys and indexer."""
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    if not settings.is_url:
+        from pathlib import Path
+
+        Path(settings.data).mkdir(parents=True, exist_ok=True)
+    indexer = Indexer(defs)
+    return SqlStore(
+        settings.database_url,
+        Keyring.load_or_create(state),
+        indexer.extract,
+        settings=StoreSettings(sqlite_synchronous=settings.sqlite_synchronous),
+    )
+
+
+def make_authenticator(settings: Settings) -> tuple[Authenticator, LocalIssuer | None]:
+    """The configured issuer, or the local development issuer."""
+    audience = settings.audience or settings.base_url
+    if settings.issuer:
+        return JwtAuthenticator(settings.issuer, audience, RemoteJwks(settings.issuer)), None
+    issuer = LocalIssuer.load_or_create(settings.state_dir / "keys", settings.issuer_url)
+    return issuer.authenticator(audience), issuer
+
+
+def build_services(settings: Settings) -> Services:
+    """Build every adapter the server needs."""
+    defs = default_definitions()
+    store = make_store(settings, defs)
+    authenticator, issuer = make_authenticator(settings)
+    return Services(settings, defs, store, Validator(defs), authenticator, issuer)

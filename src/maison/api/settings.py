@@ -1,0 +1,79 @@
+"""Server settings: where data lives, who issues tokens, limits.
+
+https://hl7.org/fhir/R4/http.html (service base URL)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+DEFAULT_DATA = "./maison-data"
+
+
+@dataclass
+class Settings:
+    """Everything the composition root needs to build the server."""
+
+    data: str = DEFAULT_DATA  # a folder (SQLite inside) or a database URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None  # base URL as clients see it
+    state: str | None = None  # folder for keys and server.json when data is a URL
+    issuer: str | None = None  # external OpenID issuer; None: the local development issuer
+    audience: str | None = None  # expected token audience (default: the public URL)
+    max_body_bytes: int = 16 * 1024 * 1024
+    demo: bool = True  # load the synthetic demo dataset into an empty store
+    demo_patients: int = 20
+    sqlite_synchronous: str = "FULL"
+    workers: int = 1
+
+    @property
+    def is_url(self) -> bool:
+        """True when ``data`` is a database URL rather than a folder."""
+        return "://" in self.data
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder holding keys and ``server.json``."""
+        if self.state:
+            return Path(self.state).resolve()
+        return Path(DEFAULT_DATA if self.is_url else self.data).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the store."""
+        if self.is_url:
+            url = self.data
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{Path(self.data).resolve() / 'maison.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL of the FHIR endpoint."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def issuer_url(self) -> str:
+        """The token issuer the server trusts."""
+        return self.issuer or f"{self.base_url}/auth"
+
+    def to_env(self) -> str:
+        """Serialise for worker processes."""
+        return orjson.dumps(asdict(self)).decode()
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read back what :meth:`to_env` wrote (``MAISON_SETTINGS``)."""
+        raw = os.environ.get("MAISON_SETTINGS")
+        return cls(**orjson.loads(raw)) if raw else cls()
+
+
+def server_file(state_dir: Path) -> Path:
+    """Where a running server records its public URL and issuer for ``maison token``."""
+    return state_dir / "server.json"

@@ -1,0 +1,223 @@
+"""Search query parsing: FHIR search parameters into typed criteria the store compiles to SQL.
+
+https://hl7.org/fhir/R4/search.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from maison.fhir.definitions import Definitions, SearchParam
+from maison.fhir.errors import Category, FhirError, Issue
+
+# Result parameters handled by the search engine itself, not by the index tables.
+RESULT_PARAMS = frozenset(
+    {"_count", "_offset", "_sort", "_total", "_summary", "_elements", "_format", "_pretty"}
+)
+SUPPORTED_TYPES = frozenset({"token", "string", "reference", "uri", "date"})
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+MAX_COUNT = 1000
+DEFAULT_COUNT = 20
+
+
+@dataclass(frozen=True)
+class TokenValue:
+    """``[system]|[code]`` or ``code``: https://hl7.org/fhir/R4/search.html#token."""
+
+    system: str | None
+    code: str | None
+    any_system: bool  # True when no '|' was given
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    """``Type/id``, ``id`` or an absolute URL: https://hl7.org/fhir/R4/search.html#reference."""
+
+    type: str | None
+    id: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class DateValue:
+    """A prefixed date and the instant range its precision covers."""
+
+    prefix: str
+    low: str
+    high: str
+
+
+Value = str | TokenValue | ReferenceValue | DateValue
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One search parameter occurrence: its values are ORed; criteria are ANDed."""
+
+    code: str
+    type: str
+    modifier: str | None
+    values: tuple[Value, ...]
+    param: SearchParam | None = None
+
+
+@dataclass
+class SearchQuery:
+    """A parsed search on one resource type."""
+
+    resource_type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    count: int = DEFAULT_COUNT
+    offset: int = 0
+    total: str = "accurate"
+    summary_count: bool = False
+    ignored: list[str] = field(default_factory=list)
+
+
+def _split_values(raw: str) -> list[str]:
+    """Split on commas not escaped with a backslash (https://hl7.org/fhir/R4/search.html#escaping)."""
+    out: list[str] = []
+    buf: list[str] = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "\\" and i + 1 < len(raw):
+            buf.append(raw[i + 1])
+            i += 2
+            continue
+        if c == ",":
+            out.append("".join(buf))
+            buf = []
+        else:
+            buf.append(c)
+        i += 1
+    out.append("".join(buf))
+    return out
+
+
+def _token(raw: str) -> TokenValue:
+    if "|" in raw:
+        system, _, code = raw.partition("|")
+        return TokenValue(system or None, code or None, False)
+    return TokenValue(None, raw, True)
+
+
+def _reference(raw: str, param: SearchParam, type_modifier: str | None) -> ReferenceValue:
+    if raw.startswith(("http://", "https://", "urn:")):
+        parts = raw.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2][:1].isupper() and not raw.startswith("urn:"):
+            return ReferenceValue(parts[-2], parts[-1], raw)
+        return ReferenceValue(None, None, raw)
+    if "/" in raw:
+        rtype, _, rid = raw.partition("/")
+        return ReferenceValue(rtype, rid.split("/")[0], None)
+    if type_modifier:
+        return ReferenceValue(type_modifier, raw, None)
+    if len(param.target) == 1:
+        return ReferenceValue(param.target[0], raw, None)
+    return ReferenceValue(None, raw, None)
+
+
+def _date(raw: str, code: str) -> DateValue:
+    from maison.fhir.indexing import date_range
+
+    prefix = "eq"
+    if raw[:2] in DATE_PREFIXES:
+        prefix, raw = raw[:2], raw[2:]
+    rng = date_range(raw)
+    if rng is None:
+        raise FhirError(
+            Category.INVALID,
+            f"Search parameter '{code}': '{raw}' is not a valid FHIR date or dateTime",
+        )
+    return DateValue(prefix, rng[0], rng[1])
+
+
+def _int_param(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FhirError(Category.INVALID, f"{name} must be an integer, got '{raw}'") from None
+    if value < minimum:
+        raise FhirError(Category.INVALID, f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_search(
+    defs: Definitions,
+    resource_type: str,
+    params: list[tuple[str, str]],
+    lenient: bool = False,
+) -> SearchQuery:
+    """Parse query parameters into a :class:`SearchQuery` (https://hl7.org/fhir/R4/search.html)."""
+    from maison.fhir.indexing import fold
+
+    known = defs.search_params(resource_type)
+    query = SearchQuery(resource_type)
+    unknown: list[Issue] = []
+    for name, raw in params:
+        if name in RESULT_PARAMS:
+            if name == "_count":
+                query.count = min(_int_param("_count", raw, 0), MAX_COUNT)
+            elif name == "_offset":
+                query.offset = _int_param("_offset", raw, 0)
+            elif name == "_total":
+                if raw not in ("none", "estimate", "accurate"):
+                    raise FhirError(Category.INVALID, "_total must be none, estimate or accurate")
+                query.total = raw
+            elif name == "_summary" and raw == "count":
+                query.summary_count = True
+            continue
+        code, _, modifier = name.partition(":")
+        param = known.get(code)
+        if param is None or (param.type not in SUPPORTED_TYPES and code != "_id"):
+            why = "is not supported yet" if param is not None else "is not a known"
+            msg = (
+                f"Search parameter '{code}' {why} search parameter for {resource_type}"
+                if param is None
+                else f"Search parameter '{code}' ({param.type}) is not supported yet"
+            )
+            unknown.append(Issue("error" if not lenient else "warning", "not-supported", msg))
+            query.ignored.append(name)
+            continue
+        mod = modifier or None
+        type_modifier = None
+        if mod == "missing":
+            if raw not in ("true", "false"):
+                raise FhirError(Category.INVALID, f"{name} must be true or false")
+            query.criteria.append(Criterion(code, param.type, mod, (raw,), param))
+            continue
+        if param.type == "reference" and mod and mod[:1].isupper():
+            if not defs.is_resource_type(mod):
+                raise FhirError(Category.INVALID, f"{name}: '{mod}' is not a resource type")
+            type_modifier, mod = mod, None
+        allowed = {
+            "string": {None, "exact", "contains"},
+            "token": {None, "not", "text"},
+            "reference": {None, "identifier"},
+            "uri": {None, "below", "above"},
+            "date": {None},
+        }[param.type]
+        if mod not in allowed:
+            raise FhirError(
+                Category.INVALID,
+                f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
+            )
+        values: list[Value] = []
+        for v in _split_values(raw):
+            if param.type == "string":
+                values.append(v if mod == "exact" else fold(v))
+            elif param.type == "token" or (param.type == "reference" and mod == "identifier"):
+                values.append(fold(v) if mod == "text" else _token(v))
+            elif param.type == "reference":
+                values.append(_reference(v, param, type_modifier))
+            elif param.type == "date":
+                values.append(_date(v, code))
+            else:
+                values.append(v)
+        if any(v == "" for v in values):
+            raise FhirError(Category.INVALID, f"Search parameter '{code}' has an empty value")
+        query.criteria.append(Criterion(code, param.type, mod, tuple(values), param))
+    if unknown and not lenient:
+        raise FhirError(Category.INVALID, unknown[0].diagnostics, unknown)
+    return query

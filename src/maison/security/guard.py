@@ -1,0 +1,78 @@
+"""The authorization chokepoint: a store transaction that checks the caller's scopes on every
+operation, so no handler can forget it.
+
+https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from maison.fhir.search import SearchQuery
+from maison.security.principal import Principal
+from maison.security.scopes import authorize
+from maison.store.interface import HistoryPage, SearchPage, Stored, StoreTx
+
+
+@dataclass
+class GuardedTx:
+    """A StoreTx seen through one principal's permissions."""
+
+    tx: StoreTx
+    principal: Principal
+
+    def read(self, res_type: str, res_id: str) -> Stored | None:
+        """read, allowed by a read scope on the type."""
+        authorize(self.principal, "read", res_type)
+        return self.tx.read(res_type, res_id)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
+        """vread, allowed by a read scope on the type."""
+        authorize(self.principal, "vread", res_type)
+        return self.tx.vread(res_type, res_id, version)
+
+    def create(
+        self,
+        res_type: str,
+        resource: dict[str, Any],
+        res_id: str | None = None,
+        fresh: bool = False,
+    ) -> Stored:
+        """create, allowed by a write/create scope on the type."""
+        authorize(self.principal, "create", res_type)
+        return self.tx.create(res_type, resource, res_id, fresh)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        expected_version: int | None = None,
+    ) -> tuple[Stored, bool]:
+        """update (or update-as-create), allowed by a write/update scope on the type."""
+        authorize(self.principal, "update", res_type)
+        return self.tx.update(res_type, res_id, resource, expected_version)
+
+    def delete(self, res_type: str, res_id: str) -> Stored | None:
+        """delete, allowed by a write/delete scope on the type."""
+        authorize(self.principal, "delete", res_type)
+        return self.tx.delete(res_type, res_id)
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """search, allowed by a read/search scope on the type."""
+        authorize(self.principal, "search-type", query.resource_type)
+        return self.tx.search(query)
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        since: str | None,
+        count: int,
+        before_seq: int | None,
+    ) -> HistoryPage:
+        """history, allowed by a read scope on the type (every type for system history)."""
+        level = "history-instance" if res_id else "history-type" if res_type else "history-system"
+        authorize(self.principal, level, res_type)
+        return self.tx.history(res_type, res_id, since, count, before_seq)

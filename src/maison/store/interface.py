@@ -1,0 +1,98 @@
+"""The storage interface every adapter implements (one contract suite runs on all of them).
+
+https://hl7.org/fhir/R4/http.html — the persistence needs of the RESTful interactions.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from maison.fhir.search import SearchQuery
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored version of a resource (``resource`` is None for a deletion)."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    resource: dict[str, Any] | None
+    method: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of history entries, newest first, and the cursor of the next page if any."""
+
+    entries: list[Stored]
+    total: int | None
+    next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """The ids matching a search, one page of them, and the total if asked."""
+
+    entries: list[Stored]
+    total: int | None
+    has_more: bool
+
+
+class StoreTx(Protocol):
+    """Operations inside one atomic unit; all or nothing on commit."""
+
+    def read(self, res_type: str, res_id: str) -> Stored | None:
+        """The current version (a tombstone if deleted), or None if never written."""
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
+        """One version."""
+
+    def create(
+        self,
+        res_type: str,
+        resource: dict[str, Any],
+        res_id: str | None = None,
+        fresh: bool = False,
+    ) -> Stored:
+        """Store a new resource: a new id, or ``res_id`` if free (``fresh``: known unused)."""
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        expected_version: int | None = None,
+    ) -> tuple[Stored, bool]:
+        """Store a new version (creating it if absent); returns (stored, created)."""
+
+    def delete(self, res_type: str, res_id: str) -> Stored | None:
+        """Mark deleted (history kept); None if there was nothing to delete."""
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Run a parsed search."""
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        since: str | None,
+        count: int,
+        before_seq: int | None,
+    ) -> HistoryPage:
+        """Instance, type or system history, newest first."""
+
+
+class ResourceStore(Protocol):
+    """A store of FHIR resources with versions and search indexes."""
+
+    def transaction(self, write: bool = True) -> AbstractContextManager[StoreTx]:
+        """Open an atomic unit of work."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,140 @@
+"""The relational schema: resource versions plus generic index tables per search-parameter type.
+
+https://hl7.org/fhir/R4/search.html#ptypes — a new SearchParameter needs a reindex, not a migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+_bigint_pk = BigInteger().with_variant(Integer(), "sqlite")
+
+# The current version of every resource (deleted ones kept as tombstones).
+resource = Table(
+    "resource",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", String(32), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("content", LargeBinary, nullable=True),
+    Index("ix_resource_type_updated", "res_type", "last_updated"),
+)
+
+# Every version, in write order (seq gives system-level history order).
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("seq", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", String(32), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("content", LargeBinary, nullable=True),
+    Index("ux_history_version", "res_type", "res_id", "version", unique=True),
+    Index("ix_history_type_seq", "res_type", "seq"),
+)
+
+# Key/value facts about the store itself (demo loaded, schema notes).
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def _index_table(name: str, *columns: Column[object], indexes: list[tuple[str, ...]]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("code", String(128), nullable=False),
+        *columns,
+    )
+    Index(f"ix_{name}_res", table.c.res_type, table.c.res_id)
+    for cols in indexes:
+        Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in ("res_type", "code", *cols)))
+    return table
+
+
+idx_string = _index_table(
+    "idx_string",
+    Column("value_folded", Text),
+    Column("value", Text),
+    indexes=[("value_folded",)],
+)
+idx_token = _index_table(
+    "idx_token",
+    Column("system", Text),
+    Column("value", Text),
+    Column("text_folded", Text),
+    indexes=[("value", "system")],
+)
+idx_date = _index_table(
+    "idx_date",
+    Column("low", String(32)),
+    Column("high", String(32)),
+    indexes=[("low", "high")],
+)
+idx_number = _index_table(
+    "idx_number",
+    Column("value", Float),
+    Column("low", Float),
+    Column("high", Float),
+    indexes=[("value",)],
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("system", Text),
+    Column("unit", Text),
+    Column("value", Float),
+    Column("low", Float),
+    Column("high", Float),
+    indexes=[("unit", "value")],
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("url", Text),
+    indexes=[("target_id", "target_type")],
+)
+idx_uri = _index_table(
+    "idx_uri",
+    Column("value", Text),
+    indexes=[("value",)],
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "string": idx_string,
+    "token": idx_token,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "reference": idx_reference,
+    "uri": idx_uri,
+}
+
+# Column names of each index table after (res_type, res_id), in IndexValues row order.
+INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
+    kind: tuple(c.name for c in table.columns)[2:] for kind, table in INDEX_TABLES.items()
+}

@@ -1,0 +1,586 @@
+"""The SQL adapter of the store: SQLite (embedded default) and PostgreSQL through SQLAlchemy Core.
+
+https://hl7.org/fhir/R4/http.html (versions, history, conditional semantics live above this).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from maison.fhir.errors import Category, FhirError
+from maison.fhir.search import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
+from maison.store.crypto import Keyring
+from maison.store.interface import HistoryPage, SearchPage, Stored
+from maison.store.migrate import upgrade
+from maison.store.schema import (
+    INDEX_COLUMNS,
+    INDEX_TABLES,
+    resource,
+    resource_history,
+    store_meta,
+)
+
+log = logging.getLogger(__name__)
+
+
+class IndexValuesLike(Protocol):
+    """What the indexer returns: one list of row tuples per search-parameter type."""
+
+    string: list[tuple[Any, ...]]
+    token: list[tuple[Any, ...]]
+    date: list[tuple[Any, ...]]
+    number: list[tuple[Any, ...]]
+    quantity: list[tuple[Any, ...]]
+    reference: list[tuple[Any, ...]]
+    uri: list[tuple[Any, ...]]
+
+
+Indexer = Callable[[dict[str, Any]], IndexValuesLike]
+
+
+def format_instant(moment: datetime) -> str:
+    """An instant as FHIR ``instant`` text in UTC with microseconds (sortable as text)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass
+class StoreSettings:
+    """Tunables of the SQL store."""
+
+    statement_timeout_ms: int = 30_000
+    sqlite_synchronous: str = "FULL"  # FULL: an acknowledged write survives power loss too
+    pool_size: int = 8
+
+
+class SqlStore:
+    """A resource store on one SQL database (https://hl7.org/fhir/R4/http.html)."""
+
+    def __init__(
+        self,
+        url: str,
+        keyring: Keyring,
+        indexer: Indexer,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] | None = None,
+        settings: StoreSettings | None = None,
+    ) -> None:
+        import uuid
+
+        self.settings = settings or StoreSettings()
+        self.keyring = keyring
+        self.indexer = indexer
+        self.clock = clock
+        self.new_id = new_id or (lambda: str(uuid.uuid4()))
+        self.engine = _make_engine(url, self.settings)
+        self.dialect = self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Apply the Alembic migrations (idempotent)."""
+        upgrade(self.engine)
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[SqlTx]:
+        """An atomic unit of work: everything in it commits together or not at all."""
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn = conn.execution_options(maison_write=write)
+                with conn.begin():
+                    tx = SqlTx(self, conn)
+                    yield tx
+                    tx.flush()
+        except IntegrityError as exc:
+            raise FhirError(
+                Category.CONFLICT, "Conflicting concurrent write; retry the request"
+            ) from exc
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if "locked" in text or "busy" in text:
+                raise FhirError(Category.TIMEOUT, "The store is busy; retry the request") from exc
+            if "statement timeout" in text or "canceling statement" in text:
+                raise FhirError(
+                    Category.TIMEOUT, "The query took too long and was stopped"
+                ) from exc
+            raise
+        except DBAPIError as exc:
+            if "could not serialize" in str(exc.orig).lower() or "deadlock" in str(exc.orig):
+                raise FhirError(Category.CONFLICT, "Conflicting concurrent write; retry") from exc
+            raise
+
+    def get_meta(self, key: str) -> str | None:
+        """A fact about the store itself."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(store_meta.c.value).where(store_meta.c.key == key)
+            ).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the store itself."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(store_meta).where(store_meta.c.key == key))
+            conn.execute(store_meta.insert().values(key=key, value=value))
+
+    def count(self) -> int:
+        """How many live resources are stored."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(resource).where(resource.c.deleted == false())
+                ).scalar_one()
+            )
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+
+def _make_engine(url: str, settings: StoreSettings) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=settings.pool_size, max_overflow=16)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _rec: ConnectionPoolEntry) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+            cur.execute("PRAGMA busy_timeout=15000")
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("maison_write", True)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return create_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=16,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+@dataclass
+class SqlTx:
+    """Operations inside one database transaction; new rows are inserted in batches."""
+
+    store: SqlStore
+    conn: Connection
+    _res_rows: list[dict[str, Any]] = field(default_factory=list)
+    _hist_rows: list[dict[str, Any]] = field(default_factory=list)
+    _idx_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _pending: set[tuple[str, str]] = field(default_factory=set)
+    _now: str | None = None
+
+    def now(self) -> str:
+        """The instant stamped on every version written in this transaction."""
+        if self._now is None:
+            self._now = format_instant(self.store.clock())
+        return self._now
+
+    # -- writing -------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send batched inserts to the database."""
+        if self._res_rows:
+            self.conn.execute(resource.insert(), self._res_rows)
+            self._res_rows = []
+        if self._hist_rows:
+            self.conn.execute(resource_history.insert(), self._hist_rows)
+            self._hist_rows = []
+        for kind, rows in self._idx_rows.items():
+            if rows:
+                self.conn.execute(INDEX_TABLES[kind].insert(), rows)
+        self._idx_rows = {}
+        self._pending.clear()
+
+    def _seal(self, res_type: str, res_id: str, version: int, body: dict[str, Any]) -> bytes:
+        raw = orjson.dumps(body)
+        return self.store.keyring.encrypt(raw, f"{res_type}/{res_id}/{version}".encode())
+
+    def _stamp(self, body: dict[str, Any], res_id: str, version: int) -> dict[str, Any]:
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = self.now()
+        out = {"resourceType": body["resourceType"], "id": res_id, "meta": meta}
+        for k, v in body.items():
+            if k not in out:
+                out[k] = v
+        return out
+
+    def _queue_index(self, res_type: str, res_id: str, body: dict[str, Any]) -> None:
+        values = self.store.indexer(body)
+        for kind, cols in INDEX_COLUMNS.items():
+            rows = getattr(values, kind, None)
+            if not rows:
+                continue
+            bucket = self._idx_rows.setdefault(kind, [])
+            for row in rows:
+                d = dict(zip(cols, row, strict=True))
+                d["res_type"] = res_type
+                d["res_id"] = res_id
+                bucket.append(d)
+
+    def _drop_index(self, res_type: str, res_id: str) -> None:
+        for table in INDEX_TABLES.values():
+            self.conn.execute(
+                delete(table).where(table.c.res_type == res_type, table.c.res_id == res_id)
+            )
+
+    def _write_version(
+        self, res_type: str, res_id: str, version: int, body: dict[str, Any] | None, method: str
+    ) -> dict[str, Any]:
+        content = self._seal(res_type, res_id, version, body) if body is not None else None
+        row = {
+            "res_type": res_type,
+            "res_id": res_id,
+            "version": version,
+            "last_updated": self.now(),
+            "deleted": body is None,
+            "content": content,
+        }
+        self._hist_rows.append({**row, "method": method})
+        return row
+
+    def create(
+        self,
+        res_type: str,
+        body: dict[str, Any],
+        res_id: str | None = None,
+        fresh: bool = False,
+    ) -> Stored:
+        """Store a new resource with version 1 (``fresh``: the id was just generated)."""
+        if res_id is None:
+            res_id = self.store.new_id()
+        elif not fresh and self.read(res_type, res_id) is not None:
+            raise FhirError(Category.CONFLICT, f"{res_type}/{res_id} already exists")
+        stamped = self._stamp(body, res_id, 1)
+        self._res_rows.append(self._write_version(res_type, res_id, 1, stamped, "POST"))
+        self._pending.add((res_type, res_id))
+        self._queue_index(res_type, res_id, stamped)
+        return Stored(res_type, res_id, 1, self.now(), False, stamped, "POST")
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        expected_version: int | None = None,
+    ) -> tuple[Stored, bool]:
+        """Store a new version, creating the resource when absent (update-as-create)."""
+        current = self._current_row(res_type, res_id, lock=True)
+        if current is None:
+            if expected_version is not None:
+                raise FhirError(
+                    Category.PRECONDITION,
+                    f"{res_type}/{res_id} does not exist, so version {expected_version} "
+                    "in If-Match cannot match",
+                )
+            stamped = self._stamp(body, res_id, 1)
+            self._res_rows.append(self._write_version(res_type, res_id, 1, stamped, "PUT"))
+            self._pending.add((res_type, res_id))
+            self._queue_index(res_type, res_id, stamped)
+            return Stored(res_type, res_id, 1, self.now(), False, stamped, "PUT"), True
+        old_version, _deleted = current
+        if expected_version is not None and expected_version != old_version:
+            raise FhirError(
+                Category.PRECONDITION,
+                f"Version conflict on {res_type}/{res_id}: If-Match asked for version "
+                f"{expected_version} but the current version is {old_version}",
+            )
+        version = old_version + 1
+        stamped = self._stamp(body, res_id, version)
+        self._swap(res_type, res_id, old_version, version, stamped, "PUT")
+        self._queue_index(res_type, res_id, stamped)
+        return Stored(res_type, res_id, version, self.now(), False, stamped, "PUT"), False
+
+    def delete(self, res_type: str, res_id: str) -> Stored | None:
+        """Delete the current version (a tombstone version is written; history is kept)."""
+        current = self._current_row(res_type, res_id, lock=True)
+        if current is None or current[1]:
+            return None
+        version = current[0] + 1
+        self._swap(res_type, res_id, current[0], version, None, "DELETE")
+        return Stored(res_type, res_id, version, self.now(), True, None, "DELETE")
+
+    def _swap(
+        self,
+        res_type: str,
+        res_id: str,
+        old_version: int,
+        version: int,
+        body: dict[str, Any] | None,
+        method: str,
+    ) -> None:
+        row = self._write_version(res_type, res_id, version, body, method)
+        result = self.conn.execute(
+            update(resource)
+            .where(
+                resource.c.res_type == res_type,
+                resource.c.res_id == res_id,
+                resource.c.version == old_version,
+            )
+            .values(
+                version=version,
+                last_updated=row["last_updated"],
+                deleted=row["deleted"],
+                content=row["content"],
+            )
+        )
+        if result.rowcount != 1:
+            raise FhirError(
+                Category.CONFLICT,
+                f"{res_type}/{res_id} was changed by a concurrent request; retry",
+            )
+        self._drop_index(res_type, res_id)
+
+    # -- reading -------------------------------------------------------------------------
+    def _current_row(self, res_type: str, res_id: str, lock: bool) -> tuple[int, bool] | None:
+        if (res_type, res_id) in self._pending:
+            self.flush()
+        stmt = select(resource.c.version, resource.c.deleted).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id
+        )
+        if lock and self.store.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return (int(row[0]), bool(row[1])) if row else None
+
+    def _open(self, res_type: str, res_id: str, version: int, content: bytes | None) -> Any:
+        if content is None:
+            return None
+        raw = self.store.keyring.decrypt(content, f"{res_type}/{res_id}/{version}".encode())
+        return orjson.loads(raw)
+
+    def read(self, res_type: str, res_id: str) -> Stored | None:
+        """The current version, a tombstone if deleted, None if it never existed."""
+        if (res_type, res_id) in self._pending:
+            self.flush()
+        row = self.conn.execute(
+            select(
+                resource.c.version, resource.c.last_updated, resource.c.deleted, resource.c.content
+            ).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        ).first()
+        if row is None:
+            return None
+        body = self._open(res_type, res_id, row.version, row.content)
+        return Stored(res_type, res_id, row.version, row.last_updated, row.deleted, body)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
+        """One version of a resource."""
+        self.flush()
+        h = resource_history.c
+        row = self.conn.execute(
+            select(h.last_updated, h.deleted, h.content, h.method, h.seq).where(
+                h.res_type == res_type, h.res_id == res_id, h.version == version
+            )
+        ).first()
+        if row is None:
+            return None
+        body = self._open(res_type, res_id, version, row.content)
+        return Stored(
+            res_type, res_id, version, row.last_updated, row.deleted, body, row.method, row.seq
+        )
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        since: str | None,
+        count: int,
+        before_seq: int | None,
+    ) -> HistoryPage:
+        """Versions newest first (https://hl7.org/fhir/R4/http.html#history)."""
+        self.flush()
+        h = resource_history.c
+        conds: list[ColumnElement[bool]] = []
+        if res_type:
+            conds.append(h.res_type == res_type)
+        if res_id:
+            conds.append(h.res_id == res_id)
+        if since:
+            conds.append(h.last_updated >= since)
+        total = int(
+            self.conn.execute(
+                select(func.count()).select_from(resource_history).where(*conds)
+            ).scalar_one()
+        )
+        if before_seq is not None:
+            conds.append(h.seq < before_seq)
+        rows = self.conn.execute(
+            select(
+                h.seq,
+                h.res_type,
+                h.res_id,
+                h.version,
+                h.last_updated,
+                h.deleted,
+                h.method,
+                h.content,
+            )
+            .where(*conds)
+            .order_by(h.seq.desc())
+            .limit(count + 1)
+        ).all()
+        entries = [
+            Stored(
+                r.res_type,
+                r.res_id,
+                r.version,
+                r.last_updated,
+                r.deleted,
+                self._open(r.res_type, r.res_id, r.version, r.content),
+                r.method,
+                r.seq,
+            )
+            for r in rows[:count]
+        ]
+        nxt = entries[-1].seq if len(rows) > count and entries else None
+        return HistoryPage(entries, total, nxt)
+
+    # -- searching -----------------------------------------------------------------------
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Run a search compiled to SQL on the index tables (https://hl7.org/fhir/R4/search.html)."""
+        self.flush()
+        r = resource.c
+        conds: list[ColumnElement[bool]] = [r.res_type == query.resource_type, r.deleted == false()]
+        conds.extend(_criterion(c) for c in query.criteria)
+        total = None
+        if query.total == "accurate" or query.summary_count:
+            total = int(
+                self.conn.execute(
+                    select(func.count()).select_from(resource).where(*conds)
+                ).scalar_one()
+            )
+        if query.summary_count or query.count == 0:
+            return SearchPage([], total, False)
+        rows = self.conn.execute(
+            select(r.res_id, r.version, r.last_updated, r.content)
+            .where(*conds)
+            .order_by(r.last_updated.desc(), r.res_id)
+            .offset(query.offset)
+            .limit(query.count + 1)
+        ).all()
+        entries = [
+            Stored(
+                query.resource_type,
+                row.res_id,
+                row.version,
+                row.last_updated,
+                False,
+                self._open(query.resource_type, row.res_id, row.version, row.content),
+            )
+            for row in rows[: query.count]
+        ]
+        return SearchPage(entries, total, len(rows) > query.count)
+
+
+def _criterion(c: Criterion) -> ColumnElement[bool]:
+    """One criterion as a SQL condition on the current resource row."""
+    r = resource.c
+    if c.code == "_id" and c.modifier in (None, "not"):
+        ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
+        cond = r.res_id.in_(ids)
+        return not_(cond) if c.modifier == "not" else cond
+    kind = "token" if c.modifier == "identifier" else c.type
+    table = INDEX_TABLES[kind]
+    code = f"{c.code}:identifier" if c.modifier == "identifier" else c.code
+    t = table.c
+    link = and_(t.res_type == r.res_type, t.res_id == r.res_id, t.code == code)
+    if c.modifier == "missing":
+        present = exists().where(link)
+        return not_(present) if c.values[0] == "true" else present
+    matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
+    found = exists().where(link, or_(*matches))
+    return not_(found) if c.modifier == "not" else found
+
+
+def _value_match(kind: str, modifier: str | None, v: object, table: Any) -> ColumnElement[bool]:
+    t = table.c
+    if kind == "token":
+        if modifier == "text" and isinstance(v, str):
+            return t.text_folded.like(f"%{_like_escape(v)}%", escape="\\")
+        assert isinstance(v, TokenValue)
+        if v.any_system:
+            return t.value == v.code
+        if v.code is None:
+            return t.system == v.system
+        if v.system is None:
+            return and_(t.system.is_(None), t.value == v.code)
+        return and_(t.system == v.system, t.value == v.code)
+    if kind == "string":
+        assert isinstance(v, str)
+        if modifier == "exact":
+            return t.value == v
+        if modifier == "contains":
+            return t.value_folded.like(f"%{_like_escape(v)}%", escape="\\")
+        return t.value_folded.like(f"{_like_escape(v)}%", escape="\\")
+    if kind == "reference":
+        assert isinstance(v, ReferenceValue)
+        if v.id is not None:
+            local = t.target_id == v.id
+            if v.type:
+                local = and_(local, t.target_type == v.type)
+            return or_(local, t.url == v.url) if v.url else local
+        return t.url == v.url
+    if kind == "uri":
+        assert isinstance(v, str)
+        if modifier == "below":
+            return t.value.like(f"{_like_escape(v)}%", escape="\\")
+        if modifier == "above":
+            return literal(v).like(t.value + "%")
+        return t.value == v
+    if kind == "date":
+        assert isinstance(v, DateValue)
+        within = and_(t.low >= v.low, t.high <= v.high)
+        return {
+            "eq": within,
+            "ne": not_(within),
+            "gt": t.high > v.high,
+            "lt": t.low < v.low,
+            "ge": or_(t.high > v.high, within),
+            "le": or_(t.low < v.low, within),
+            "sa": t.low > v.high,
+            "eb": t.high < v.low,
+            "ap": and_(t.low <= v.high, t.high >= v.low),
+        }[v.prefix]
+    raise FhirError(Category.NOT_SUPPORTED, f"Search on {kind} parameters is not supported yet")
+
+
+__all__ = ["SqlStore", "SqlTx", "StoreSettings", "format_instant"]

@@ -1,0 +1,243 @@
+"""Black-box tests of the RESTful interactions over raw HTTP (https://hl7.org/fhir/R4/http.html)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+FHIR = "application/fhir+json"
+
+
+def patient(family: str = "Durand", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": ["Hélène"]}],
+        "gender": "female",
+        "birthDate": "1974-12-25",
+        **extra,
+    }
+
+
+def ident() -> str:
+    return uuid.uuid4().hex
+
+
+def test_metadata_is_public_and_generated(server: Any) -> None:
+    r = httpx.get(f"{server.base_url}/metadata")
+    assert r.status_code == 200
+    cs = r.json()
+    assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
+    types = {res["type"] for res in cs["rest"][0]["resource"]}
+    assert {"Patient", "DocumentReference", "Observation"} <= types
+    assert len(types) > 140
+    codes = {i["code"] for i in cs["rest"][0]["interaction"]}
+    assert {"transaction", "batch"} <= codes
+
+
+def test_create_read_vread_update_delete(http: httpx.Client) -> None:
+    r = http.post("/Patient", json=patient(), headers={"Content-Type": FHIR})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    pid = body["id"]
+    assert body["meta"]["versionId"] == "1"
+    assert r.headers["etag"] == 'W/"1"'
+    assert r.headers["location"].endswith(f"/Patient/{pid}/_history/1")
+    assert "last-modified" in r.headers
+    assert r.headers["content-type"].startswith(FHIR)
+
+    r = http.get(f"/Patient/{pid}")
+    assert r.status_code == 200 and r.json()["name"][0]["given"] == ["Hélène"]
+
+    upd = {**r.json(), "gender": "other"}
+    r = http.put(f"/Patient/{pid}", json=upd)
+    assert r.status_code == 200 and r.json()["meta"]["versionId"] == "2"
+    assert r.headers["etag"] == 'W/"2"'
+
+    assert http.get(f"/Patient/{pid}/_history/1").json()["gender"] == "female"
+    assert http.get(f"/Patient/{pid}/_history/2").json()["gender"] == "other"
+    assert http.get(f"/Patient/{pid}/_history/9").status_code == 404
+
+    r = http.delete(f"/Patient/{pid}")
+    assert r.status_code == 200
+    r = http.get(f"/Patient/{pid}")
+    assert r.status_code == 410
+    assert r.json()["resourceType"] == "OperationOutcome"
+    # history kept after deletion
+    hist = http.get(f"/Patient/{pid}/_history").json()
+    assert hist["type"] == "history" and hist["total"] == 3
+    assert [e["request"]["method"] for e in hist["entry"]] == ["DELETE", "PUT", "POST"]
+    assert http.get(f"/Patient/{pid}/_history/2").status_code == 200
+    # delete again: idempotent
+    assert http.delete(f"/Patient/{pid}").status_code == 200
+
+
+def test_create_ignores_client_id(http: httpx.Client) -> None:
+    r = http.post("/Patient", json=patient(id="chosen-by-client"))
+    assert r.status_code == 201 and r.json()["id"] != "chosen-by-client"
+
+
+def test_update_as_create_and_if_match(http: httpx.Client) -> None:
+    pid = f"p-{ident()}"
+    r = http.put(f"/Patient/{pid}", json=patient(id=pid))
+    assert r.status_code == 201 and r.json()["id"] == pid
+    r = http.put(f"/Patient/{pid}", json=patient(id=pid), headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 200 and r.json()["meta"]["versionId"] == "2"
+    r = http.put(f"/Patient/{pid}", json=patient(id=pid), headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 412
+    assert "version" in r.json()["issue"][0]["diagnostics"]
+    r = http.put(f"/Patient/{pid}", json=patient(id=pid), headers={"If-Match": "garbage"})
+    assert r.status_code == 400
+
+
+def test_conditional_create(http: httpx.Client) -> None:
+    value = ident()
+    body = patient(identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": value}])
+    cond = {"If-None-Exist": f"identifier=urn:oid:1.2.250.1.213.1.4.10|{value}"}
+    first = http.post("/Patient", json=body, headers=cond)
+    assert first.status_code == 201
+    again = http.post("/Patient", json=body, headers=cond)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    # two matches -> 412
+    http.post("/Patient", json=body)
+    r = http.post("/Patient", json=body, headers=cond)
+    assert r.status_code == 412
+
+
+def test_conditional_update_and_delete(http: httpx.Client) -> None:
+    value = ident()
+    sysval = f"urn:oid:1.2.250.1.213.1.4.10|{value}"
+    body = patient(identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": value}])
+    r = http.put(f"/Patient?identifier={sysval}", json=body)
+    assert r.status_code == 201
+    pid = r.json()["id"]
+    r = http.put(f"/Patient?identifier={sysval}", json={**body, "gender": "male"})
+    assert r.status_code == 200 and r.json()["id"] == pid and r.json()["gender"] == "male"
+    r = http.delete(f"/Patient?identifier={sysval}")
+    assert r.status_code == 200
+    assert http.get(f"/Patient/{pid}").status_code == 410
+
+
+def test_prefer_return(http: httpx.Client) -> None:
+    r = http.post("/Patient", json=patient(), headers={"Prefer": "return=minimal"})
+    assert r.status_code == 201 and r.content == b"" and "location" in r.headers
+    r = http.post("/Patient", json=patient(), headers={"Prefer": "return=OperationOutcome"})
+    assert r.status_code == 201 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_type_and_system_history_paging(http: httpx.Client) -> None:
+    for _ in range(3):
+        http.post("/Basic", json={"resourceType": "Basic", "code": {"text": "x"}})
+    page = http.get("/Basic/_history", params={"_count": 2}).json()
+    assert len(page["entry"]) == 2 and page["total"] >= 3
+    nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    page2 = httpx.get(nxt, headers=http.headers).json()
+    seen = {e["fullUrl"] for e in page["entry"]}
+    assert page2["entry"] and not seen & {e["fullUrl"] for e in page2["entry"]}
+    system = http.get("/_history", params={"_count": 5}).json()
+    assert system["type"] == "history" and len(system["entry"]) == 5
+
+
+def test_patch_json_and_fhirpath(http: httpx.Client) -> None:
+    pid = http.post("/Patient", json=patient()).json()["id"]
+    r = http.patch(
+        f"/Patient/{pid}",
+        content=b'[{"op":"replace","path":"/gender","value":"male"}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["gender"] == "male" and r.json()["meta"]["versionId"] == "2"
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Patient.birthDate"},
+                    {"name": "value", "valueDate": "1980-01-01"},
+                ],
+            }
+        ],
+    }
+    r = http.patch(f"/Patient/{pid}", json=params, headers={"Content-Type": FHIR})
+    assert r.status_code == 200, r.text
+    assert r.json()["birthDate"] == "1980-01-01"
+    # a patch that makes the resource invalid is refused and writes nothing
+    r = http.patch(
+        f"/Patient/{pid}",
+        content=b'[{"op":"replace","path":"/gender","value":"banana"}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code in (400, 422)
+    assert http.get(f"/Patient/{pid}").json()["meta"]["versionId"] == "3"
+
+
+def test_validate_operation(http: httpx.Client) -> None:
+    r = http.post("/Patient/$validate", json=patient())
+    assert r.status_code == 200
+    assert not [i for i in r.json()["issue"] if i["severity"] == "error"]
+    r = http.post("/Patient/$validate", json={**patient(), "gender": "banana"})
+    assert r.status_code == 200
+    assert [i for i in r.json()["issue"] if i["severity"] == "error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers", "status"),
+    [
+        ("POST", "/Patient", b"{not json", {}, 400),
+        ("POST", "/Patient", b"", {}, 400),
+        ("POST", "/Patient", b"[1,2]", {}, 400),
+        ("POST", "/Patient", b'{"resourceType":"Observation","status":"final"}', {}, 400),
+        ("POST", "/Nonsense", b'{"resourceType":"Nonsense"}', {}, 404),
+        ("GET", "/Nonsense/1", b"", {}, 404),
+        ("POST", "/Patient", b'{"resourceType":"Patient","foo":1}', {}, 422),
+        ("POST", "/Patient", b'{"resourceType":"Patient","gender":"x"}', {}, 422),
+        ("PUT", "/Patient/abc", b'{"resourceType":"Patient","id":"xyz"}', {}, 400),
+        ("PUT", "/Patient/abc", b'{"resourceType":"Patient"}', {}, 400),
+        ("PUT", "/Patient/bad$id", b'{"resourceType":"Patient","id":"bad$id"}', {}, 400),
+        ("POST", "/Patient", b"{}", {"Content-Type": "text/plain"}, 415),
+        ("POST", "/Patient", b"<Patient/>", {"Content-Type": "application/fhir+xml"}, 415),
+        ("GET", "/Patient/x", b"", {"Accept": "application/fhir+xml"}, 406),
+        ("GET", "/Patient?unknownparam=1", b"", {}, 400),
+        ("GET", "/Patient/does-not-exist", b"", {}, 404),
+        ("DELETE", "/", b"", {}, 405),
+        ("POST", "/", b'{"resourceType":"Patient"}', {}, 400),
+        ("POST", "/", b'{"resourceType":"Bundle","type":"collection"}', {}, 400),
+    ],
+)
+def test_bad_input_gets_operation_outcome(
+    http: httpx.Client,
+    method: str,
+    path: str,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    h = {"Content-Type": FHIR, **headers}
+    r = http.request(method, path, content=content, headers=h)
+    assert r.status_code == status, r.text
+    oo = r.json()
+    assert oo["resourceType"] == "OperationOutcome"
+    assert oo["issue"][0]["diagnostics"]
+
+
+def test_oversized_body_is_413(http: httpx.Client) -> None:
+    big = b'{"resourceType":"Patient","text":"' + b"x" * (17 * 1024 * 1024) + b'"}'
+    r = http.post("/Patient", content=big, headers={"Content-Type": FHIR})
+    assert r.status_code == 413
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_search_by_id_and_token(http: httpx.Client) -> None:
+    value = ident()
+    body = patient(identifier=[{"system": "urn:test", "value": value}])
+    pid = http.post("/Patient", json=body).json()["id"]
+    bundle = http.get("/Patient", params={"_id": pid}).json()
+    assert bundle["type"] == "searchset" and bundle["total"] == 1
+    assert bundle["entry"][0]["resource"]["id"] == pid
+    assert http.get("/Patient", params={"identifier": f"urn:test|{value}"}).json()["total"] == 1
+    assert http.get("/Patient", params={"identifier": value}).json()["total"] == 1
+    assert http.get("/Patient", params={"identifier": f"urn:other|{value}"}).json()["total"] == 0

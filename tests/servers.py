@@ -1,0 +1,134 @@
+"""Start real maison servers (subprocesses) on free ports for black-box tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MAISON = [sys.executable, "-m", "maison.cli.main"]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_pg_database(admin_url: str) -> str:
+    """Create an empty database on the test cluster and return its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"maison_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def backend_data(backend: str, tmp: Path) -> str:
+    """The --data value for a backend: a folder for SQLite, a fresh database URL for PG."""
+    if backend == "sqlite":
+        return str(tmp / "data")
+    admin = os.environ.get("MAISON_TEST_PG_URL")
+    if not admin:
+        raise RuntimeError("MAISON_TEST_PG_URL is not set")
+    return fresh_pg_database(admin)
+
+
+@dataclass
+class Server:
+    """A running server and a token to talk to it."""
+
+    data: str
+    state: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    token: str = ""
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        self.log = self.state / f"server-{self.port}.log"
+        with self.log.open("ab") as log:
+            self.proc = self._spawn(log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/metadata", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not start in time")
+        if not self.token:
+            self.token = self.mint()
+        return self
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                *MAISON,
+                "serve",
+                "--data",
+                self.data,
+                "--state",
+                str(self.state),
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def mint(self, *scopes: str, patient: str | None = None) -> str:
+        """A token from `maison token` (its last output line)."""
+        args = [*MAISON, "token", "--data", self.data, "--state", str(self.state)]
+        for s in scopes or ("system/*.*",):
+            args += ["--scope", s]
+        if patient:
+            args += ["--patient", patient]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        return out.strip().splitlines()[-1]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTP client with the bearer token."""
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=60,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the server (durability tests)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
