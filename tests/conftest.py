@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import Server, backend_data, free_port
 
 from maison.fhir.definitions import Definitions, default_definitions
+from servers import Server, backend_data, free_port
 
 BACKEND = os.environ.get("MAISON_TEST_STORE", "sqlite")
 

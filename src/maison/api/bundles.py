@@ -19,6 +19,7 @@ from maison.fhir.bundle import (
     transaction_order,
 )
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.fhir.search import parse_search
 from maison.store.interface import StoreTx
 
 OpenTx = Callable[[], AbstractContextManager[StoreTx]]
@@ -118,7 +119,7 @@ def _run_entry(
 
 
 def _search_one(ctx: ix.Context, tx: StoreTx, rtype: str, query: str, what: str) -> str | None:
-    q = ix.parse_search(ctx.defs, rtype, parse_qsl(query, keep_blank_values=True))
+    q = parse_search(ctx.defs, rtype, parse_qsl(query, keep_blank_values=True))
     q.count, q.total = 2, "none"
     found = tx.search(q).entries
     if len(found) > 1:

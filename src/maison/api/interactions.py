@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -80,7 +80,8 @@ def prepare(ctx: Context, res_type: str, body: Any, res_id: str | None) -> dict[
             f"The {res_type} is not valid: {errors[0].diagnostics}",
             issues,
         )
-    return body
+    checked: dict[str, Any] = body
+    return checked
 
 
 def parse_if_match(value: str | None) -> int | None:
@@ -214,7 +215,7 @@ def patch(
             f"Version conflict on {res_type}/{res_id}: If-Match asked for version {expected} "
             f"but the current version is {current.stored.version}",
         )
-    patched = apply_patch(current.resource, content_type, body)
+    patched = apply_patch(current.resource, content_type, body, definitions=ctx.defs)
     if patched.get("resourceType") != res_type or patched.get("id") != res_id:
         raise FhirError(Category.UNPROCESSABLE, "A patch may not change resourceType or id")
     return update(ctx, tx, res_type, res_id, patched, f'W/"{current.stored.version}"')

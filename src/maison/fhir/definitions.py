@@ -135,10 +135,8 @@ class Definitions:
         url = resource.get("url", "")
         if rt == "StructureDefinition":
             self.structure_definitions[url] = resource
-            if (
-                resource.get("derivation") == "specialization"
-                or resource.get("abstract")
-                and ("baseDefinition" not in resource)
+            if resource.get("derivation") == "specialization" or (
+                resource.get("abstract") and ("baseDefinition" not in resource)
             ):
                 self.types[resource["type"]] = resource
                 if resource.get("kind") == "resource" and not resource.get("abstract"):
@@ -201,7 +199,7 @@ def _load_json(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
-class DefinitionsMissing(RuntimeError):
+class DefinitionsMissingError(RuntimeError):
     """The pinned definitions package has not been fetched (run ``maison setup``)."""
 
 
@@ -211,7 +209,7 @@ def load_definitions(root: Path | None = None) -> Definitions:
     folder = package_dir(BASE_PACKAGE, root)
     marker = folder / ".verified"
     if not marker.exists():
-        raise DefinitionsMissing(
+        raise DefinitionsMissingError(
             f"FHIR R4 definitions not found in {folder}: run `maison setup` first"
         )
     defs = Definitions(fhir_version=pin["fhirVersion"])
@@ -221,6 +219,7 @@ def load_definitions(root: Path | None = None) -> Definitions:
         "profiles-resources.json",
         "search-parameters.json",
         "valuesets.json",
+        "extension-definitions.json",
         "compartmentdefinition-patient.json",
     ):
         defs.add(_load_json(folder / name), excluded)

@@ -6,11 +6,11 @@ https://hl7.org/fhir/R4/operationoutcome.html
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     """What kind of failure an error is; the API maps each to one HTTP status."""
 
     INVALID = "invalid"  # 400: malformed request or resource

@@ -191,13 +191,14 @@ def parse_search(
             if not defs.is_resource_type(mod):
                 raise FhirError(Category.INVALID, f"{name}: '{mod}' is not a resource type")
             type_modifier, mod = mod, None
-        allowed = {
+        modifiers: dict[str, set[str | None]] = {
             "string": {None, "exact", "contains"},
             "token": {None, "not", "text"},
             "reference": {None, "identifier"},
             "uri": {None, "below", "above"},
             "date": {None},
-        }[param.type]
+        }
+        allowed = modifiers[param.type]
         if mod not in allowed:
             raise FhirError(
                 Category.INVALID,

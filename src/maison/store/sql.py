@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Table,
     and_,
     create_engine,
     delete,
@@ -531,7 +532,7 @@ def _criterion(c: Criterion) -> ColumnElement[bool]:
     return not_(found) if c.modifier == "not" else found
 
 
-def _value_match(kind: str, modifier: str | None, v: object, table: Any) -> ColumnElement[bool]:
+def _value_match(kind: str, modifier: str | None, v: object, table: Table) -> ColumnElement[bool]:
     t = table.c
     if kind == "token":
         if modifier == "text" and isinstance(v, str):
