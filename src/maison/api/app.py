@@ -37,17 +37,10 @@ def load_bundles(services: Services, items: Iterable[dict[str, Any]]) -> int:
     for bundle in items:
         if bundle.get("type") == "transaction":
             out = bundles.transaction(
-                ctx,
-                lambda: services.open_tx(principal, write=True),
-                services.store.new_id,
-                bundle,
-                True,
-                False,
+                ctx, services.runner(principal), services.store.new_id, bundle, True, False
             )
         else:
-            out = bundles.batch(
-                ctx, lambda: services.open_tx(principal, write=True), bundle, True, False
-            )
+            out = bundles.batch(ctx, services.runner(principal), bundle, True, False)
         written += sum(
             1 for e in out["entry"] if e["response"]["status"].startswith(("200", "201"))
         )

@@ -6,7 +6,7 @@ https://hl7.org/fhir/R4/http.html#transaction
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -22,7 +22,8 @@ from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_ou
 from maison.fhir.search import parse_search
 from maison.store.interface import StoreTx
 
-OpenTx = Callable[[], AbstractContextManager[StoreTx]]
+# run(fn, write) executes fn on a store transaction (group-committed when writing).
+Runner = Callable[[Callable[[StoreTx], Any], bool], Any]
 
 REASONS = {
     200: "OK",
@@ -62,6 +63,7 @@ def _type_of(ctx: ix.Context, segments: list[str], entry: Entry) -> str:
 def _run_entry(
     ctx: ix.Context,
     tx: StoreTx,
+    *,
     entry: Entry,
     resolve: Callable[[str], str | None] | None,
     assigned: dict[int, str],
@@ -199,6 +201,20 @@ def _resolver(ctx: ix.Context, tx: StoreTx, mapping: dict[str, str]) -> Callable
     return resolve
 
 
+def _copy(e: Entry) -> Entry:
+    """A fresh Entry: planning rewrites url/resource, and a retried unit must start clean."""
+    return Entry(
+        e.index,
+        e.method,
+        e.url,
+        e.full_url,
+        e.resource,
+        e.if_none_exist,
+        e.if_match,
+        e.if_none_match,
+    )
+
+
 def entry_response(ctx: ix.Context, result: ix.Result, minimal: bool) -> dict[str, Any]:
     """A Bundle.entry of a batch/transaction-response."""
     response: dict[str, Any] = {"status": f"{result.status} {REASONS.get(result.status, '')}"}
@@ -219,7 +235,7 @@ def entry_response(ctx: ix.Context, result: ix.Result, minimal: bool) -> dict[st
 
 def transaction(
     ctx: ix.Context,
-    open_tx: OpenTx,
+    run: Runner,
     new_id: Callable[[], str],
     bundle: dict[str, Any],
     minimal: bool,
@@ -229,9 +245,10 @@ def transaction(
     entries = parse_entries(bundle)
     if bundle.get("type") != "transaction":
         raise invalid("Not a transaction")
-    results: dict[int, ix.Result] = {}
-    with open_tx() as tx:
-        ordered = transaction_order(entries)
+
+    def work(tx: StoreTx) -> dict[int, ix.Result]:
+        results: dict[int, ix.Result] = {}
+        ordered = transaction_order([_copy(e) for e in entries])
         mapping, assigned, preset = _plan_transaction(ctx, tx, ordered, new_id)
         resolve = _resolver(ctx, tx, mapping)
         for e in ordered:
@@ -239,9 +256,14 @@ def transaction(
                 results[e.index] = preset[e.index]
                 continue
             try:
-                results[e.index] = _run_entry(ctx, tx, e, resolve, assigned, lenient)
+                results[e.index] = _run_entry(
+                    ctx, tx, entry=e, resolve=resolve, assigned=assigned, prefer_lenient=lenient
+                )
             except FhirError as err:
                 raise entry_error(e, err) from None
+        return results
+
+    results: dict[int, ix.Result] = run(work, True)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -251,7 +273,7 @@ def transaction(
 
 def batch(
     ctx: ix.Context,
-    open_tx: OpenTx,
+    run: Runner,
     bundle: dict[str, Any],
     minimal: bool,
     lenient: bool,
@@ -261,8 +283,13 @@ def batch(
     out: list[dict[str, Any]] = []
     for e in entries:
         try:
-            with open_tx() as tx:
-                result = _run_entry(ctx, tx, e, None, {}, lenient)
+            write = e.method not in ("GET", "HEAD")
+            result = run(
+                partial(
+                    _run_entry, ctx, entry=e, resolve=None, assigned={}, prefer_lenient=lenient
+                ),
+                write,
+            )
             out.append(entry_response(ctx, result, minimal))
         except FhirError as err:
             from maison.api.errors import status_of

@@ -24,6 +24,7 @@ from maison.api.errors import status_of
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
 from maison.security.principal import Principal
+from maison.store.interface import StoreTx
 
 log = logging.getLogger("maison.api")
 
@@ -44,12 +45,16 @@ def fhir_response(
     return Response(content, status_code=status, headers=h)
 
 
-def error_response(error: FhirError) -> Response:
+def error_response(error: FhirError, token_sent: bool = True) -> Response:
     """An error value as an OperationOutcome response (the only place this happens)."""
     status = status_of(error)
     headers: dict[str, str] = {}
-    if status == 401:
-        headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    if status == 401:  # RFC 6750 §3.1: no error code when no token was sent
+        headers["www-authenticate"] = (
+            'Bearer realm="maison", error="invalid_token"'
+            if token_sent
+            else 'Bearer realm="maison"'
+        )
     return fhir_response(status, error.outcome(), headers)
 
 
@@ -120,7 +125,7 @@ class FhirEndpoint:
         try:
             return await self._handle(request)
         except FhirError as err:
-            return error_response(err)
+            return error_response(err, bool(request.headers.get("authorization")))
         except Exception:  # never a bare 500: log it, answer with an OperationOutcome
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             return error_response(
@@ -191,21 +196,15 @@ class FhirEndpoint:
                 return ix.Result(
                     200,
                     bundles.transaction(
-                        ctx,
-                        lambda: s.open_tx(principal, write=True),
-                        s.store.new_id,
-                        body,
-                        minimal,
-                        lenient,
+                        ctx, s.runner(principal), s.store.new_id, body, minimal, lenient
                     ),
                 )
             return ix.Result(
                 200,
-                bundles.batch(
-                    ctx, lambda: s.open_tx(principal, write=True), body, minimal, lenient
-                ),
+                bundles.batch(ctx, s.runner(principal), body, minimal, lenient),
             )
-        with s.open_tx(principal, write=method not in ("GET", "HEAD")) as tx:
+
+        def handle(tx: StoreTx) -> ix.Result | None:
             rtype = seg[0]
             if n == 1 and rtype == "_history" and method == "GET":
                 return ix.history(ctx, tx, None, None, params)
@@ -240,6 +239,12 @@ class FhirEndpoint:
                 return ix.history(ctx, tx, rtype, seg[1], params)
             elif n == 4 and seg[2] == "_history" and method in ("GET", "HEAD"):
                 return ix.vread(ctx, tx, rtype, seg[1], seg[3])
+            return None
+
+        reading = method in ("GET", "HEAD") or (n == 2 and seg[1] in ("_search", "$validate"))
+        result = s.run(principal, not reading, handle)
+        if result is not None:
+            return result
         if n >= 1 and not s.defs.is_resource_type(seg[0]) and seg[0] != "_history":
             raise FhirError(Category.NOT_FOUND, f"Unknown resource type '{seg[0][:64]}'")
         raise FhirError(
@@ -282,7 +287,7 @@ def build_app(services: Services) -> Starlette:
 
     async def health(_request: Request) -> Response:
         try:
-            await run_in_threadpool(services.store.count)
+            await run_in_threadpool(services.store.ping)
         except Exception:
             log.exception("health check failed")
             return fhir_response(503, {"status": "unavailable"})

@@ -5,10 +5,9 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions, default_definitions
@@ -16,13 +15,18 @@ from maison.fhir.errors import Issue
 from maison.fhir.indexing import Indexer
 from maison.fhir.validation import Validator
 from maison.security.authenticator import Authenticator
+from maison.security.cache import CachingAuthenticator
 from maison.security.guard import GuardedTx
 from maison.security.issuer import LocalIssuer
 from maison.security.jwks import RemoteJwks
 from maison.security.principal import Principal
 from maison.security.tokens import JwtAuthenticator
 from maison.store.crypto import Keyring
+from maison.store.interface import StoreTx
 from maison.store.sql import SqlStore, StoreSettings
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[StoreTx], Any], bool], Any]
 
 
 @dataclass
@@ -44,11 +48,16 @@ class Services:
             profiles = None
         return self.validator.validate(resource, profiles)
 
-    @contextmanager
-    def open_tx(self, principal: Principal, write: bool) -> Iterator[GuardedTx]:
-        """A store transaction seen through the caller's permissions."""
-        with self.store.transaction(write=write) as tx:
-            yield GuardedTx(tx, principal)
+    def run(self, principal: Principal, write: bool, fn: Callable[[GuardedTx], T]) -> T:
+        """Run ``fn`` on a store transaction seen through the caller's permissions; writes are
+        group-committed and return only once durable."""
+        if write:
+            return self.store.write(lambda tx: fn(GuardedTx(tx, principal)))
+        return self.store.read(lambda tx: fn(GuardedTx(tx, principal)))
+
+    def runner(self, principal: Principal) -> Runner:
+        """A runner for the bundle processor."""
+        return lambda fn, write: self.run(principal, write, fn)
 
     def jwks(self) -> dict[str, Any] | None:
         """The local issuer's public keys (development mode only)."""
@@ -96,9 +105,10 @@ def make_authenticator(settings: Settings) -> tuple[Authenticator, LocalIssuer |
     """The configured issuer, or the local development issuer."""
     audience = settings.audience or settings.base_url
     if settings.issuer:
-        return JwtAuthenticator(settings.issuer, audience, RemoteJwks(settings.issuer)), None
+        remote = JwtAuthenticator(settings.issuer, audience, RemoteJwks(settings.issuer))
+        return CachingAuthenticator(remote), None
     issuer = LocalIssuer.load_or_create(settings.state_dir / "keys", settings.issuer_url)
-    return issuer.authenticator(audience), issuer
+    return CachingAuthenticator(issuer.authenticator(audience)), issuer
 
 
 def build_services(settings: Settings) -> Services:

@@ -55,13 +55,22 @@ def serve(
         str | None, typer.Option(help="External OpenID issuer (default: local dev issuer).")
     ] = None,
     audience: Annotated[str | None, typer.Option(help="Expected token audience.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (0: one per core, at most 4).")
+    ] = 0,
     demo: Annotated[bool, typer.Option(help="Load demo data into an empty store.")] = True,
     max_body: Annotated[int, typer.Option(help="Largest accepted request body (bytes).")] = (
         16 * 1024 * 1024
     ),
     state: StateOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    sqlite_synchronous: Annotated[
+        str,
+        typer.Option(
+            help="SQLite fsync policy: FULL (default: every acknowledged write survives power "
+            "loss) or NORMAL (survives a crash of maison, not of the machine)."
+        ),
+    ] = "FULL",
 ) -> None:
     """Start the FHIR server (sets everything up on first start)."""
     import uvicorn
@@ -70,6 +79,8 @@ def serve(
     from maison.cli.packages import ensure_all
 
     ensure_all()
+    if workers <= 0:
+        workers = max(1, min(4, os.cpu_count() or 1))
     settings = Settings(
         data=data,
         host=host,
@@ -81,7 +92,10 @@ def serve(
         demo=demo,
         max_body_bytes=max_body,
         workers=workers,
+        sqlite_synchronous=sqlite_synchronous.upper(),
     )
+    if settings.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise typer.BadParameter("--sqlite-synchronous must be FULL, NORMAL or EXTRA")
     with console.status("Preparing the store…"):
         services = prepare(settings)
     if services.issuer is not None:
@@ -91,6 +105,7 @@ def serve(
         )
     console.print(f"maison FHIR R4 server on {settings.base_url} (data: {data})")
     if workers > 1:
+        services.store.close()  # each worker builds its own
         os.environ["MAISON_SETTINGS"] = settings.to_env()
         uvicorn.run(
             "maison.api.app:app_from_env",

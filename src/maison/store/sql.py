@@ -6,11 +6,14 @@ https://hl7.org/fhir/R4/http.html (versions, history, conditional semantics live
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -31,7 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from maison.fhir.errors import Category, FhirError
@@ -48,6 +51,7 @@ from maison.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class IndexValuesLike(Protocol):
@@ -104,6 +108,8 @@ class SqlStore:
         self.new_id = new_id or (lambda: str(uuid.uuid4()))
         self.engine = _make_engine(url, self.settings)
         self.dialect = self.engine.dialect.name
+        self._committer: GroupCommitter | None = None
+        self._committer_lock = threading.Lock()
 
     def migrate(self) -> None:
         """Apply the Alembic migrations (idempotent)."""
@@ -120,23 +126,22 @@ class SqlStore:
                     tx = SqlTx(self, conn)
                     yield tx
                     tx.flush()
-        except IntegrityError as exc:
-            raise FhirError(
-                Category.CONFLICT, "Conflicting concurrent write; retry the request"
-            ) from exc
-        except OperationalError as exc:
-            text = str(exc.orig).lower()
-            if "locked" in text or "busy" in text:
-                raise FhirError(Category.TIMEOUT, "The store is busy; retry the request") from exc
-            if "statement timeout" in text or "canceling statement" in text:
-                raise FhirError(
-                    Category.TIMEOUT, "The query took too long and was stopped"
-                ) from exc
-            raise
         except DBAPIError as exc:
-            if "could not serialize" in str(exc.orig).lower() or "deadlock" in str(exc.orig):
-                raise FhirError(Category.CONFLICT, "Conflicting concurrent write; retry") from exc
-            raise
+            raise db_error(exc) from exc
+
+    def read(self, fn: Callable[[SqlTx], T]) -> T:
+        """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
+        with self.transaction(write=False) as tx:
+            return fn(tx)
+
+    def write(self, fn: Callable[[SqlTx], T]) -> T:
+        """Run ``fn`` in its own savepoint of a group-committed write transaction: concurrent
+        writers share one commit (one fsync), and each acknowledgement waits for it."""
+        if self._committer is None:
+            with self._committer_lock:
+                if self._committer is None:
+                    self._committer = GroupCommitter(self)
+        return self._committer.submit(fn)
 
     def get_meta(self, key: str) -> str | None:
         """A fact about the store itself."""
@@ -151,6 +156,11 @@ class SqlStore:
             conn.execute(delete(store_meta).where(store_meta.c.key == key))
             conn.execute(store_meta.insert().values(key=key, value=value))
 
+    def ping(self) -> None:
+        """Check that the database answers."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def count(self) -> int:
         """How many live resources are stored."""
         with self.engine.connect() as conn:
@@ -162,7 +172,99 @@ class SqlStore:
 
     def close(self) -> None:
         """Release all connections."""
+        if self._committer is not None:
+            self._committer.stop()
         self.engine.dispose()
+
+
+def db_error(exc: DBAPIError) -> FhirError | DBAPIError:
+    """A database failure as an error value when it is the client's to retry."""
+    text = str(exc.orig).lower()
+    if isinstance(exc, IntegrityError):
+        return FhirError(Category.CONFLICT, "Conflicting concurrent write; retry the request")
+    if "locked" in text or "busy" in text:
+        return FhirError(Category.TIMEOUT, "The store is busy; retry the request")
+    if "statement timeout" in text or "canceling statement" in text:
+        return FhirError(Category.TIMEOUT, "The query took too long and was stopped")
+    if "could not serialize" in text or "deadlock" in text:
+        return FhirError(Category.CONFLICT, "Conflicting concurrent write; retry the request")
+    return exc
+
+
+class GroupCommitter:
+    """One writer thread that commits the work of concurrent requests together.
+
+    Each unit of work runs in its own SAVEPOINT, so a failing request is rolled back alone; the
+    results are released only once the shared COMMIT has returned (durable), failures at once.
+    """
+
+    def __init__(self, store: SqlStore, max_batch: int = 64) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.queue: queue.SimpleQueue[tuple[Callable[[SqlTx], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.thread = threading.Thread(target=self._loop, name="maison-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Callable[[SqlTx], T]) -> T:
+        """Queue one unit of work and wait until it is committed (or failed)."""
+        fut: Future[T] = Future()
+        self.queue.put((fn, fut))
+        return fut.result()
+
+    def stop(self) -> None:
+        """Finish queued work and end the writer thread."""
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Callable[[SqlTx], Any], Future[Any]]]) -> None:
+        done: list[tuple[Future[Any], Any]] = []
+        pending = [fut for _, fut in batch]
+        try:
+            with self.store.engine.connect() as conn:
+                if self.store.dialect == "sqlite":
+                    conn = conn.execution_options(maison_write=True)
+                with conn.begin():
+                    for fn, fut in batch:
+                        savepoint = conn.begin_nested()
+                        try:
+                            tx = SqlTx(self.store, conn)
+                            result = fn(tx)
+                            tx.flush()
+                        except BaseException as exc:  # the request's own failure
+                            savepoint.rollback()
+                            err = db_error(exc) if isinstance(exc, DBAPIError) else exc
+                            fut.set_exception(err)
+                            pending.remove(fut)
+                        else:
+                            savepoint.commit()
+                            done.append((fut, result))
+        except BaseException as exc:  # the commit itself failed: nothing was acknowledged
+            err = db_error(exc) if isinstance(exc, DBAPIError) else exc
+            for fut in pending:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for fut, result in done:
+            fut.set_result(result)
 
 
 def _make_engine(url: str, settings: StoreSettings) -> Engine:
@@ -182,8 +284,10 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("maison_write", True)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            # Writers take the lock up front; a read runs its single statement in autocommit,
+            # and multi-statement reads call SqlTx.snapshot() to open a deferred transaction.
+            if conn.get_execution_options().get("maison_write", True):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     connect_args: dict[str, Any] = {}
@@ -209,6 +313,15 @@ class SqlTx:
     _idx_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
     _now: str | None = None
+    _snapshot: bool = False
+
+    def snapshot(self) -> None:
+        """Make the following reads see one consistent state (SQLite read-only units)."""
+        if self._snapshot or self.store.dialect != "sqlite":
+            return
+        if not self.conn.get_execution_options().get("maison_write", True):
+            self.conn.exec_driver_sql("BEGIN")
+        self._snapshot = True
 
     def now(self) -> str:
         """The instant stamped on every version written in this transaction."""
@@ -429,6 +542,7 @@ class SqlTx:
     ) -> HistoryPage:
         """Versions newest first (https://hl7.org/fhir/R4/http.html#history)."""
         self.flush()
+        self.snapshot()
         h = resource_history.c
         conds: list[ColumnElement[bool]] = []
         if res_type:
@@ -479,6 +593,7 @@ class SqlTx:
     def search(self, query: SearchQuery) -> SearchPage:
         """Run a search compiled to SQL on the index tables (https://hl7.org/fhir/R4/search.html)."""
         self.flush()
+        self.snapshot()
         r = resource.c
         conds: list[ColumnElement[bool]] = [r.res_type == query.resource_type, r.deleted == false()]
         conds.extend(_criterion(c) for c in query.criteria)
