@@ -1,0 +1,192 @@
+"""The storage contract: one suite, run on SQLite and on PostgreSQL (MAISON_TEST_STORE)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from maison.api.settings import Settings
+from maison.fhir.definitions import Definitions
+from maison.fhir.errors import Category, FhirError
+from maison.fhir.indexing import Indexer
+from maison.fhir.search import parse_search
+from maison.store.crypto import Keyring
+from maison.store.schema import idx_string, idx_token, resource, resource_history
+from maison.store.sql import SqlStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def store(data_url: str, tmp_path: Path, defs: Definitions) -> Iterator[SqlStore]:
+    settings = Settings(data=data_url, state=str(tmp_path / "state"))
+    if not settings.is_url:
+        Path(settings.data).mkdir(parents=True, exist_ok=True)
+    ids = iter(range(1, 10_000))
+    s = SqlStore(
+        settings.database_url,
+        Keyring.load_or_create(tmp_path / "state"),
+        Indexer(defs).extract,
+        clock=Clock(),
+        new_id=lambda: f"id{next(ids)}",
+    )
+    s.migrate()
+    yield s
+    s.close()
+
+
+PATIENT: dict[str, Any] = {
+    "resourceType": "Patient",
+    "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "279035121518989"}],
+    "name": [{"family": "Lefèvre", "given": ["Hélène"]}],
+    "birthDate": "1979-03-05",
+}
+
+
+def test_create_read_and_meta(store: SqlStore) -> None:
+    created = store.write(lambda tx: tx.create("Patient", dict(PATIENT)))
+    assert created.id == "id1" and created.version == 1
+    assert created.last_updated == "2026-01-01T00:00:01.000000Z"
+    got = store.read(lambda tx: tx.read("Patient", "id1"))
+    assert got is not None and got.resource is not None
+    assert got.resource["meta"] == {"versionId": "1", "lastUpdated": created.last_updated}
+    assert got.resource["name"][0]["family"] == "Lefèvre"
+    assert store.read(lambda tx: tx.read("Patient", "nope")) is None
+
+
+def test_update_versions_and_history(store: SqlStore) -> None:
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "p1"))
+    v2, created = store.write(lambda tx: tx.update("Patient", "p1", {**PATIENT, "id": "p1"}))
+    assert not created and v2.version == 2
+    with pytest.raises(FhirError) as err:
+        store.write(lambda tx: tx.update("Patient", "p1", {**PATIENT, "id": "p1"}, 1))
+    assert err.value.category == Category.PRECONDITION
+    gone = store.write(lambda tx: tx.delete("Patient", "p1"))
+    assert gone is not None and gone.version == 3 and gone.deleted
+    assert store.write(lambda tx: tx.delete("Patient", "p1")) is None
+    tomb = store.read(lambda tx: tx.read("Patient", "p1"))
+    assert tomb is not None and tomb.deleted and tomb.resource is None
+    v1 = store.read(lambda tx: tx.vread("Patient", "p1", 1))
+    assert v1 is not None and v1.resource is not None and v1.resource["meta"]["versionId"] == "1"
+    page = store.read(lambda tx: tx.history("Patient", "p1", None, 2, None))
+    assert [e.version for e in page.entries] == [3, 2] and page.total == 3
+    rest = store.read(lambda tx: tx.history("Patient", "p1", None, 2, page.next_cursor))
+    assert [e.version for e in rest.entries] == [1] and rest.next_cursor is None
+
+
+def test_bodies_are_encrypted_at_rest(store: SqlStore) -> None:
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "enc"))
+    with store.engine.connect() as conn:
+        blobs = [bytes(r[0]) for r in conn.execute(select(resource.c.content))]
+        blobs += [bytes(r[0]) for r in conn.execute(select(resource_history.c.content))]
+    assert blobs
+    for blob in blobs:
+        assert b"Lef" not in blob and b"279035121518989" not in blob
+        assert b"Patient" not in blob
+
+
+def test_index_rows_follow_the_current_version(store: SqlStore) -> None:
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "ix"))
+    moved = {**PATIENT, "id": "ix", "name": [{"family": "Béranger"}]}
+    store.write(lambda tx: tx.update("Patient", "ix", moved))
+    with store.engine.connect() as conn:
+        families = {
+            r.value_folded
+            for r in conn.execute(
+                select(idx_string.c.value_folded).where(
+                    idx_string.c.res_id == "ix", idx_string.c.code == "family"
+                )
+            )
+        }
+        tokens = conn.execute(
+            select(idx_token.c.system, idx_token.c.value).where(
+                idx_token.c.res_id == "ix", idx_token.c.code == "identifier"
+            )
+        ).all()
+    assert families == {"beranger"}
+    assert ("urn:oid:1.2.250.1.213.1.4.10", "279035121518989") in [tuple(t) for t in tokens]
+    store.write(lambda tx: tx.delete("Patient", "ix"))
+    with store.engine.connect() as conn:
+        left = conn.execute(select(idx_string.c.res_id).where(idx_string.c.res_id == "ix")).all()
+    assert left == []
+
+
+def test_search_compiles_to_sql(store: SqlStore, defs: Definitions) -> None:
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "s1"))
+    store.write(lambda tx: tx.create("Patient", {**PATIENT, "name": [{"family": "Noël"}]}, "s2"))
+
+    def ids(*params: tuple[str, str]) -> list[str]:
+        q = parse_search(defs, "Patient", list(params))
+        return sorted(s.id for s in store.read(lambda tx: tx.search(q)).entries)
+
+    assert ids(("family", "lefevre")) == ["s1"]
+    assert ids(("family", "LEF")) == ["s1"]
+    assert ids(("family", "noel,lef")) == ["s1", "s2"]
+    assert ids(("family:exact", "Noël")) == ["s2"]
+    assert ids(("identifier", "urn:oid:1.2.250.1.213.1.4.10|279035121518989")) == ["s1", "s2"]
+    assert ids(("birthdate", "1979")) == ["s1", "s2"]
+    assert ids(("birthdate", "gt1979-03-05")) == []
+    assert ids(("_id", "s2")) == ["s2"]
+
+
+def test_failed_unit_of_a_group_is_rolled_back_alone(store: SqlStore) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: dict[int, str] = {}
+
+    def unit(i: int) -> None:
+        barrier.wait()
+
+        def work(tx: Any) -> None:
+            tx.create("Basic", {"resourceType": "Basic", "code": {"text": str(i)}}, f"b{i}")
+            if i % 2:
+                raise FhirError(Category.INVALID, "refused on purpose")
+
+        try:
+            store.write(work)
+            outcomes[i] = "ok"
+        except FhirError:
+            outcomes[i] = "refused"
+
+    threads = [threading.Thread(target=unit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        stored = store.read(lambda tx, i=i: tx.read("Basic", f"b{i}"))
+        assert (stored is not None) == (i % 2 == 0), (i, outcomes[i])
+
+
+def test_create_with_taken_id_conflicts(store: SqlStore) -> None:
+    store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "same"))
+    with pytest.raises(FhirError) as err:
+        store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "same"))
+    assert err.value.category == Category.CONFLICT
+
+
+def test_migrations_are_idempotent(store: SqlStore) -> None:
+    store.migrate()
+    store.migrate()
+    assert store.count() == 0
+
+
+def test_data_key_rotation_keeps_old_bodies_readable(store: SqlStore, tmp_path: Path) -> None:
+    store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "old"))
+    (tmp_path / "state" / "keys" / "data-0002.key").write_bytes(b"k" * 32)
+    store.keyring = Keyring.load_or_create(tmp_path / "state")
+    store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "new"))
+    assert store.read(lambda tx: tx.read("Basic", "old")) is not None
+    assert store.read(lambda tx: tx.read("Basic", "new")) is not None
