@@ -180,6 +180,66 @@ def read_load(
     }
 
 
+WRK_SCRIPT = """
+local refs = {%s}
+local headers = {["Authorization"] = "Bearer %s", ["Accept"] = "application/fhir+json"}
+math.randomseed(%d)
+request = function()
+  return wrk.format("GET", "/" .. refs[math.random(#refs)], headers)
+end
+"""
+
+
+def wrk_load(
+    server: common.Server, refs: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
+    """The same random reads driven by wrk (a C load generator: less CPU taken from the server)."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    body = WRK_SCRIPT % (",".join(f'"{r}"' for r in refs), server.token, 1)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(body)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{clients}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            f.name,
+            server.base_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return round(float(m.group(1)) * scale, 2)
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "loadgen": "wrk",
+        "reads/s": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": ms("50"),
+        "p90_ms": ms("90"),
+        "p99_ms": ms("99"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "first_error": "",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Preload the store if needed, then print reads/s and p50/p95/p99 with 8 clients."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -191,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=20_000, help="ids to read from at random")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="append result rows to this JSON-lines file")
+    parser.add_argument(
+        "--loadgen",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="load generator: Python threads (default) or wrk (C; reports p50/p90/p99)",
+    )
     common.add_server_options(parser)
     args = parser.parse_args(argv)
 
@@ -227,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         if not refs:
             print("no resource ids to read", file=sys.stderr)
             return 2
-        result = read_load(server, refs, args.clients, args.seconds, args.warmup_seconds)
+        if args.loadgen == "wrk":
+            result = wrk_load(server, refs, args.clients, args.seconds)
+        else:
+            result = read_load(server, refs, args.clients, args.seconds, args.warmup_seconds)
         row: dict[str, Any] = {
             "store": "external" if args.url else common.store_kind(args),
             "resources": existing,

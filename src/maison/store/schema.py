@@ -23,7 +23,8 @@ metadata = MetaData()
 
 _bigint_pk = BigInteger().with_variant(Integer(), "sqlite")
 
-# The current version of every resource (deleted ones kept as tombstones).
+# The current version of every resource (deleted ones kept as tombstones); its body is the
+# matching row of resource_history, so each version's body is stored once.
 resource = Table(
     "resource",
     metadata,
@@ -32,7 +33,6 @@ resource = Table(
     Column("version", Integer, nullable=False),
     Column("last_updated", String(32), nullable=False),
     Column("deleted", Boolean, nullable=False),
-    Column("content", LargeBinary, nullable=True),
     Index("ix_resource_type_updated", "res_type", "last_updated"),
 )
 

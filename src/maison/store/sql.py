@@ -387,9 +387,8 @@ class SqlTx:
             "version": version,
             "last_updated": self.now(),
             "deleted": body is None,
-            "content": content,
         }
-        self._hist_rows.append({**row, "method": method})
+        self._hist_rows.append({**row, "method": method, "content": content})
         return row
 
     def create(
@@ -474,7 +473,6 @@ class SqlTx:
                 version=version,
                 last_updated=row["last_updated"],
                 deleted=row["deleted"],
-                content=row["content"],
             )
         )
         if result.rowcount != 1:
@@ -506,10 +504,11 @@ class SqlTx:
         """The current version, a tombstone if deleted, None if it never existed."""
         if (res_type, res_id) in self._pending:
             self.flush()
+        r, h = resource.c, resource_history.c
         row = self.conn.execute(
-            select(
-                resource.c.version, resource.c.last_updated, resource.c.deleted, resource.c.content
-            ).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+            select(r.version, r.last_updated, r.deleted, h.content)
+            .select_from(_CURRENT)
+            .where(r.res_type == res_type, r.res_id == res_id)
         ).first()
         if row is None:
             return None
@@ -607,7 +606,8 @@ class SqlTx:
         if query.summary_count or query.count == 0:
             return SearchPage([], total, False)
         rows = self.conn.execute(
-            select(r.res_id, r.version, r.last_updated, r.content)
+            select(r.res_id, r.version, r.last_updated, resource_history.c.content)
+            .select_from(_CURRENT)
             .where(*conds)
             .order_by(r.last_updated.desc(), r.res_id)
             .offset(query.offset)
@@ -625,6 +625,17 @@ class SqlTx:
             for row in rows[: query.count]
         ]
         return SearchPage(entries, total, len(rows) > query.count)
+
+
+# The current version's row with its body.
+_CURRENT = resource.join(
+    resource_history,
+    and_(
+        resource_history.c.res_type == resource.c.res_type,
+        resource_history.c.res_id == resource.c.res_id,
+        resource_history.c.version == resource.c.version,
+    ),
+)
 
 
 def _criterion(c: Criterion) -> ColumnElement[bool]:

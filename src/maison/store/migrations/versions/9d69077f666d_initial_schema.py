@@ -1,13 +1,13 @@
 """initial schema
 
-Revision ID: b0d02b82aa32
+Revision ID: 9d69077f666d
 Revises:
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "b0d02b82aa32"
+revision = "9d69077f666d"
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -123,7 +123,6 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("last_updated", sa.String(length=32), nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("content", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("res_type", "res_id"),
     )
     with op.batch_alter_table("resource", schema=None) as batch_op:
