@@ -16,6 +16,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models as fp_models
 from fhirpathpy.parser import parse as _fp_parse
 
+from maison.fhir.fhirpath_bool import compile_invariant
 from maison.fhir.validation_primitives import html_checks
 
 # Checked by the structural walk already (value-or-children, extension url/value, nested
@@ -64,7 +65,18 @@ def _supported_functions() -> frozenset[str]:
 def compile_fhirpath(expression: str) -> Compiled:
     """Compile a FHIRPath expression into ``f(node, type_name, variables) -> list``.
 
-    https://hl7.org/fhirpath/N1/ (engine: fhirpathpy until ``maison.fhir.fhirpath`` replaces it)
+    https://hl7.org/fhirpath/N1/ (compiled closures first, fhirpathpy for the rest)
+    """
+    fast = compile_invariant(expression)
+    if fast is not None:
+        return fast
+    return compile_fhirpathpy(expression)
+
+
+def compile_fhirpathpy(expression: str) -> Compiled:
+    """Compile a FHIRPath expression with fhirpathpy only, as :func:`compile_fhirpath` does.
+
+    https://hl7.org/fhirpath/N1/
     """
     fn = fp_compile(expression, _MODEL, _OPTIONS)
 
