@@ -139,6 +139,12 @@ def test_search_compiles_to_sql(store: SqlStore, defs: Definitions) -> None:
     assert ids(("birthdate", "1979")) == ["s1", "s2"]
     assert ids(("birthdate", "gt1979-03-05")) == []
     assert ids(("_id", "s2")) == ["s2"]
+    assert ids(("_id:not", "s2")) == ["s1"]
+    # _lastUpdated is answered from the resource table (the clock ticks one second a write)
+    assert ids(("_lastUpdated", "2026-01-01T00:00:01Z")) == ["s1"]
+    assert ids(("_lastUpdated", "gt2026-01-01T00:00:01Z")) == ["s2"]
+    assert ids(("_lastUpdated", "2026-01-01")) == ["s1", "s2"]
+    assert ids(("_lastUpdated", "lt2025")) == []
 
 
 def test_failed_unit_of_a_group_is_rolled_back_alone(store: SqlStore) -> None:

@@ -333,16 +333,30 @@ class SqlTx:
     def flush(self) -> None:
         """Send batched inserts to the database."""
         if self._res_rows:
-            self.conn.execute(resource.insert(), self._res_rows)
+            self._insert(resource, self._res_rows)
             self._res_rows = []
         if self._hist_rows:
-            self.conn.execute(resource_history.insert(), self._hist_rows)
+            self._insert(resource_history, self._hist_rows)
             self._hist_rows = []
         for kind, rows in self._idx_rows.items():
             if rows:
-                self.conn.execute(INDEX_TABLES[kind].insert(), rows)
+                self._insert(INDEX_TABLES[kind], rows)
         self._idx_rows = {}
         self._pending.clear()
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert many rows: COPY on PostgreSQL (several times cheaper), executemany elsewhere."""
+        if self.store.dialect != "postgresql" or len(rows) < 8:
+            self.conn.execute(table.insert(), rows)
+            return
+        cols = [c.name for c in table.columns if c.name in rows[0]]
+        raw: Any = self.conn.connection.dbapi_connection
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row([row[c] for c in cols])
 
     def _seal(self, res_type: str, res_id: str, version: int, body: dict[str, Any]) -> bytes:
         raw = orjson.dumps(body)
@@ -366,6 +380,8 @@ class SqlTx:
                 continue
             bucket = self._idx_rows.setdefault(kind, [])
             for row in rows:
+                if row[0] in COLUMN_PARAMS:
+                    continue
                 d = dict(zip(cols, row, strict=True))
                 d["res_type"] = res_type
                 d["res_id"] = res_id
@@ -627,6 +643,9 @@ class SqlTx:
         return SearchPage(entries, total, len(rows) > query.count)
 
 
+# Search parameters answered from columns of the resource table, not from index rows.
+COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
+
 # The current version's row with its body.
 _CURRENT = resource.join(
     resource_history,
@@ -638,6 +657,24 @@ _CURRENT = resource.join(
 )
 
 
+def _date_match(v: object, low: Any, high: Any) -> ColumnElement[bool]:
+    """Stored range [low, high] against a prefixed date (https://hl7.org/fhir/R4/search.html#prefix)."""
+    assert isinstance(v, DateValue)
+    within = and_(low >= v.low, high <= v.high)
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": within,
+        "ne": not_(within),
+        "gt": high > v.high,
+        "lt": low < v.low,
+        "ge": or_(high > v.high, within),
+        "le": or_(low < v.low, within),
+        "sa": low > v.high,
+        "eb": high < v.low,
+        "ap": and_(low <= v.high, high >= v.low),
+    }
+    return conditions[v.prefix]
+
+
 def _criterion(c: Criterion) -> ColumnElement[bool]:
     """One criterion as a SQL condition on the current resource row."""
     r = resource.c
@@ -645,6 +682,15 @@ def _criterion(c: Criterion) -> ColumnElement[bool]:
         ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
         cond = r.res_id.in_(ids)
         return not_(cond) if c.modifier == "not" else cond
+    if c.code == "_lastUpdated" and c.modifier is None:
+        # a stored instant is the range [t, t]
+        return or_(*(_date_match(v, r.last_updated, r.last_updated) for v in c.values))
+    if c.code == "_lastUpdated":
+        raise FhirError(
+            Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _lastUpdated"
+        )
+    if c.code == "_id":
+        raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _id")
     kind = "token" if c.modifier == "identifier" else c.type
     table = INDEX_TABLES[kind]
     code = f"{c.code}:identifier" if c.modifier == "identifier" else c.code
@@ -694,19 +740,7 @@ def _value_match(kind: str, modifier: str | None, v: object, table: Table) -> Co
             return literal(v).like(t.value + "%")
         return t.value == v
     if kind == "date":
-        assert isinstance(v, DateValue)
-        within = and_(t.low >= v.low, t.high <= v.high)
-        return {
-            "eq": within,
-            "ne": not_(within),
-            "gt": t.high > v.high,
-            "lt": t.low < v.low,
-            "ge": or_(t.high > v.high, within),
-            "le": or_(t.low < v.low, within),
-            "sa": t.low > v.high,
-            "eb": t.high < v.low,
-            "ap": and_(t.low <= v.high, t.high >= v.low),
-        }[v.prefix]
+        return _date_match(v, t.low, t.high)
     raise FhirError(Category.NOT_SUPPORTED, f"Search on {kind} parameters is not supported yet")
 
 
