@@ -133,7 +133,12 @@ class FhirEndpoint:
             )
 
     async def _handle(self, request: Request) -> Response:
-        principal = self.s.authenticator.authenticate(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        auth = self.s.authenticator
+        # a cache hit costs no I/O; a miss may fetch the issuer's keys, so it leaves the loop
+        principal = auth.cached(header)
+        if principal is None:
+            principal = await run_in_threadpool(auth.authenticate, header)
         method = request.method
         segments = [s for s in request.url.path.split("/") if s]
         params = parse_qsl(request.url.query, keep_blank_values=True)

@@ -14,7 +14,6 @@ from maison.fhir.definitions import Definitions, default_definitions
 from maison.fhir.errors import Issue
 from maison.fhir.indexing import Indexer
 from maison.fhir.validation import Validator
-from maison.security.authenticator import Authenticator
 from maison.security.cache import CachingAuthenticator
 from maison.security.guard import GuardedTx
 from maison.security.issuer import LocalIssuer
@@ -37,7 +36,7 @@ class Services:
     defs: Definitions
     store: SqlStore
     validator: Validator
-    authenticator: Authenticator
+    authenticator: CachingAuthenticator
     issuer: LocalIssuer | None
 
     def validate(self, resource: dict[str, Any]) -> list[Issue]:
@@ -101,7 +100,7 @@ def make_store(settings: Settings, defs: Definitions) -> SqlStore:
     )
 
 
-def make_authenticator(settings: Settings) -> tuple[Authenticator, LocalIssuer | None]:
+def make_authenticator(settings: Settings) -> tuple[CachingAuthenticator, LocalIssuer | None]:
     """The configured issuer, or the local development issuer."""
     audience = settings.audience or settings.base_url
     if settings.issuer:
