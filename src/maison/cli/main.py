@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -96,16 +97,26 @@ def serve(
     )
     if settings.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise typer.BadParameter("--sqlite-synchronous must be FULL, NORMAL or EXTRA")
+    services = None
     with console.status("Preparing the store…"):
-        services = prepare(settings)
-    if services.issuer is not None:
+        if workers > 1:
+            # prepare in a short-lived process: the supervisor then holds no definitions
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_prepare, args=(settings.to_env(),)
+            )
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                raise typer.Exit(1)
+        else:
+            services = prepare(settings)
+    if settings.issuer is None:
         console.print(
             "[yellow]Development issuer active[/yellow]: get a token with "
             f"`maison token --data {data}`"
         )
     console.print(f"maison FHIR R4 server on {settings.base_url} (data: {data})")
-    if workers > 1:
-        services.store.close()  # each worker builds its own
+    if services is None:
         os.environ["MAISON_SETTINGS"] = settings.to_env()
         uvicorn.run(
             "maison.api.app:app_from_env",
@@ -124,6 +135,13 @@ def serve(
             log_level=log_level,
             access_log=False,
         )
+
+
+def _prepare(settings_json: str) -> None:
+    """Migrate and load the demo data (run in a child process before the workers start)."""
+    from maison.api.app import prepare
+
+    prepare(Settings(**orjson.loads(settings_json))).store.close()
 
 
 @app.command()
