@@ -376,7 +376,12 @@ def running_server(args: argparse.Namespace, label: str = "") -> Iterator[Server
         return
 
     maison = maison_command(args)
-    workdir = Path(tempfile.mkdtemp(prefix="maison-bench-"))
+    if store_kind(args) == "pg" and args.pg_db:
+        # a kept database needs its data key again: keep the state folder with it
+        workdir = Path(tempfile.gettempdir()) / f"maison-bench-state-{args.pg_db}"
+        workdir.mkdir(exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="maison-bench-"))
     cleanups: list[Callable[[], None]] = []
     if store_kind(args) == "pg":
         data, drop = pg_database(args.pg or DEFAULT_PG, args.pg_db, args.keep)
@@ -415,7 +420,7 @@ def running_server(args: argparse.Namespace, label: str = "") -> Iterator[Server
             print(f"--- server log tail ({log_path}) ---\n{_log_tail(log_path)}", file=sys.stderr)
         for cleanup in cleanups:
             cleanup()
-        if args.keep or failed:
+        if args.keep or failed or (store_kind(args) == "pg" and args.pg_db):
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)

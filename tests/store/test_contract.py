@@ -195,3 +195,15 @@ def test_data_key_rotation_keeps_old_bodies_readable(store: SqlStore, tmp_path: 
     store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "new"))
     assert store.read(lambda tx: tx.read("Basic", "old")) is not None
     assert store.read(lambda tx: tx.read("Basic", "new")) is not None
+
+
+def test_a_missing_data_key_is_refused_at_start(store: SqlStore, tmp_path: Path) -> None:
+    from maison.store.crypto import DataKeyError
+
+    store.check_keys("state")
+    store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "k"))
+    elsewhere = tmp_path / "elsewhere"
+    store.keyring = Keyring.load_or_create(elsewhere)  # e.g. started from another folder
+    with pytest.raises(DataKeyError, match="--state"):
+        store.check_keys(str(elsewhere))
+    assert not (elsewhere / "keys").exists()  # no stray key was written

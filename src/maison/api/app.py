@@ -51,6 +51,7 @@ def prepare(settings: Settings) -> Services:
     """Migrate the store, record how to reach the server, load the demo data on first start."""
     services = build_services(settings)
     services.store.migrate()
+    services.store.check_keys(str(settings.state_dir / "keys"))
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     info = {

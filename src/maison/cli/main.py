@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
+from maison.store.crypto import DataKeyError
 
 app = typer.Typer(help="maison: the French e-health socle services on a FHIR R4 server.")
 db_app = typer.Typer(help="Database schema commands.")
@@ -109,7 +110,11 @@ def serve(
             if proc.exitcode != 0:
                 raise typer.Exit(1)
         else:
-            services = prepare(settings)
+            try:
+                services = prepare(settings)
+            except DataKeyError as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2) from None
     if settings.issuer is None:
         console.print(
             "[yellow]Development issuer active[/yellow]: get a token with "
@@ -141,7 +146,11 @@ def _prepare(settings_json: str) -> None:
     """Migrate and load the demo data (run in a child process before the workers start)."""
     from maison.api.app import prepare
 
-    prepare(Settings(**orjson.loads(settings_json))).store.close()
+    try:
+        prepare(Settings(**orjson.loads(settings_json))).store.close()
+    except DataKeyError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise SystemExit(2) from None
 
 
 @app.command()

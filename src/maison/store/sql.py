@@ -39,7 +39,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
-from maison.store.crypto import Keyring
+from maison.store.crypto import DataKeyError, Keyring
 from maison.store.interface import HistoryPage, SearchPage, Stored
 from maison.store.migrate import upgrade
 from maison.store.schema import (
@@ -122,6 +122,9 @@ class SqlStore:
             with self.engine.connect() as conn:
                 if self.dialect == "sqlite":
                     conn = conn.execution_options(maison_write=write)
+                elif not write:
+                    # READ COMMITTED snapshots per statement anyway: skip BEGIN/COMMIT trips
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 with conn.begin():
                     tx = SqlTx(self, conn)
                     yield tx
@@ -142,6 +145,22 @@ class SqlStore:
                 if self._committer is None:
                     self._committer = GroupCommitter(self)
         return self._committer.submit(fn)
+
+    def check_keys(self, where: str) -> None:
+        """Refuse to run with a keyring that lacks a key the stored data was encrypted with;
+        record the keys in use (https://hl7.org/fhir/R4/security.html, HDS: data at rest)."""
+        recorded = [k for k in (self.get_meta("data_key_ids") or "").split(",") if k]
+        missing = [k for k in recorded if k not in self.keyring.key_ids()]
+        if missing:
+            raise DataKeyError(
+                f"The stored data is encrypted with data key(s) {', '.join(missing)}, which are "
+                f"not in {where}. Start maison with the --state folder (or data folder) that "
+                "holds them; a new key was not used."
+            )
+        self.keyring.persist()
+        current = self.keyring.current.hex()
+        if current not in recorded:
+            self.set_meta("data_key_ids", ",".join([*recorded, current]))
 
     def get_meta(self, key: str) -> str | None:
         """A fact about the store itself."""
