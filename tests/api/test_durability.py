@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from servers import Server, free_port
 
@@ -98,3 +99,27 @@ def test_concurrent_blind_updates_all_get_a_version(http: httpx.Client, server: 
     assert len(set(versions)) == 30
     hist = http.get(f"/Basic/{rid}/_history", params={"_count": 100}).json()
     assert hist["total"] == 31
+
+
+def test_lost_database_connections_give_503_then_recover(
+    backend: str, http: httpx.Client, server: Any
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("connections to kill exist only on PostgreSQL")
+    from sqlalchemy import create_engine, text
+
+    rid = http.post("/Basic", json={"resourceType": "Basic", "code": {"text": "x"}}).json()["id"]
+    engine = create_engine(server.data.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    engine.dispose()
+    statuses = [http.get(f"/Basic/{rid}").status_code for _ in range(40)]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[-1] == 200
+    after = http.post("/Basic", json={"resourceType": "Basic", "code": {"text": "after"}})
+    assert after.status_code == 201

@@ -199,6 +199,8 @@ class SqlStore:
 def db_error(exc: DBAPIError) -> FhirError | DBAPIError:
     """A database failure as an error value when it is the client's to retry."""
     text = str(exc.orig).lower()
+    if exc.connection_invalidated:
+        return FhirError(Category.TIMEOUT, "The database connection was lost; retry the request")
     if isinstance(exc, IntegrityError):
         return FhirError(Category.CONFLICT, "Conflicting concurrent write; retry the request")
     if "locked" in text or "busy" in text:
@@ -316,7 +318,7 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
         url,
         pool_size=settings.pool_size,
         max_overflow=16,
-        pool_pre_ping=True,
+        pool_recycle=1800,  # no pre-ping (a round trip per checkout): lost links become 503
         connect_args=connect_args,
     )
 
