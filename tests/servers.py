@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -98,6 +99,7 @@ class Server:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers go with it
         )
 
     def mint(self, *scopes: str, patient: str | None = None) -> str:
@@ -119,16 +121,16 @@ class Server:
         )
 
     def kill(self) -> None:
-        """SIGKILL the server (durability tests)."""
+        """SIGKILL the server and all its workers at once (durability tests)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()

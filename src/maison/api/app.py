@@ -80,4 +80,22 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
 def app_from_env() -> Starlette:
     """Factory for uvicorn workers (settings passed in ``MAISON_SETTINGS``)."""
+    _die_with_parent()
     return create_app(Settings.from_env())
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when its supervisor dies (even by kill -9),
+    so no orphan keeps serving or writing."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("could not set the parent-death signal of this worker")

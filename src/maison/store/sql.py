@@ -5,7 +5,9 @@ https://hl7.org/fhir/R4/http.html (versions, history, conditional semantics live
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -109,6 +111,8 @@ class SqlStore:
         self.engine = _make_engine(url, self.settings)
         self.dialect = self.engine.dialect.name
         self._committer: GroupCommitter | None = None
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        self._lock_path = f"{database}.writelock" if database and database != ":memory:" else None
         self._committer_lock = threading.Lock()
 
     def migrate(self) -> None:
@@ -131,6 +135,20 @@ class SqlStore:
                     tx.flush()
         except DBAPIError as exc:
             raise db_error(exc) from exc
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writers across processes on SQLite with a blocking file lock: the kernel
+        wakes the next writer at once, where SQLite's busy handler would sleep up to 100 ms."""
+        if self._lock_path is None:
+            yield
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def read(self, fn: Callable[[SqlTx], T]) -> T:
         """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
@@ -260,7 +278,7 @@ class GroupCommitter:
         done: list[tuple[Future[Any], Any]] = []
         pending = [fut for _, fut in batch]
         try:
-            with self.store.engine.connect() as conn:
+            with self.store.write_lock(), self.store.engine.connect() as conn:
                 if self.store.dialect == "sqlite":
                     conn = conn.execution_options(maison_write=True)
                 with conn.begin():
