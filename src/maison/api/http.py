@@ -167,12 +167,21 @@ class FhirEndpoint:
                     )
                 body = _parse_json(raw)
         ctx = self.context(request)
-        result = await run_in_threadpool(
-            self._dispatch, ctx, principal, method, segments, params, request, body, ctype, prefer
+        bundle_work, unit, write = self._route(
+            ctx, principal, method, segments, params, request, body, ctype, prefer
         )
+        result: ix.Result | None
+        if bundle_work is not None:
+            result = await run_in_threadpool(bundle_work)
+        elif write:  # straight to the group-commit writer: no thread-pool hop
+            result = await self.s.run_write(principal, unit)
+        else:
+            result = await run_in_threadpool(self.s.run, principal, False, unit)
+        if result is None:
+            raise _unsupported(self.s, method, segments)
         return self._render(ctx, result, prefer, method)
 
-    def _dispatch(
+    def _route(
         self,
         ctx: ix.Context,
         principal: Principal,
@@ -183,7 +192,8 @@ class FhirEndpoint:
         body: Any,
         ctype: str | None,
         prefer: dict[str, str],
-    ) -> ix.Result:
+    ) -> tuple[Callable[[], ix.Result] | None, Unit, bool]:
+        """The work a request asks for: a whole bundle, or one unit on a store transaction."""
         s = self.s
         h = request.headers
         lenient = prefer.get("handling") == "lenient"
@@ -197,16 +207,19 @@ class FhirEndpoint:
             if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
                 raise invalid("POST to the base URL takes a batch or transaction Bundle")
             minimal = prefer.get("return") == "minimal"
+            run = s.runner(principal)
             if body.get("type") == "transaction":
-                return ix.Result(
-                    200,
-                    bundles.transaction(
-                        ctx, s.runner(principal), s.store.new_id, body, minimal, lenient
+                return (
+                    lambda: ix.Result(
+                        200, bundles.transaction(ctx, run, s.store.new_id, body, minimal, lenient)
                     ),
+                    _nothing,
+                    True,
                 )
-            return ix.Result(
-                200,
-                bundles.batch(ctx, s.runner(principal), body, minimal, lenient),
+            return (
+                lambda: ix.Result(200, bundles.batch(ctx, run, body, minimal, lenient)),
+                _nothing,
+                True,
             )
 
         def handle(tx: StoreTx) -> ix.Result | None:
@@ -247,15 +260,7 @@ class FhirEndpoint:
             return None
 
         reading = method in ("GET", "HEAD") or (n == 2 and seg[1] in ("_search", "$validate"))
-        result = s.run(principal, not reading, handle)
-        if result is not None:
-            return result
-        if n >= 1 and not s.defs.is_resource_type(seg[0]) and seg[0] != "_history":
-            raise FhirError(Category.NOT_FOUND, f"Unknown resource type '{seg[0][:64]}'")
-        raise FhirError(
-            Category.METHOD_NOT_ALLOWED,
-            f"{method} {'/'.join(seg)[:120]} is not a supported FHIR interaction",
-        )
+        return None, handle, not reading
 
     def _render(
         self, ctx: ix.Context, result: ix.Result, prefer: dict[str, str], method: str
@@ -280,6 +285,23 @@ class FhirEndpoint:
         if method == "HEAD":
             body = None
         return fhir_response(result.status, body, headers)
+
+
+Unit = Callable[[StoreTx], "ix.Result | None"]
+
+
+def _nothing(_tx: StoreTx) -> None:
+    return None
+
+
+def _unsupported(s: Services, method: str, seg: list[str]) -> FhirError:
+    """The error for a request no interaction handles."""
+    if seg and not s.defs.is_resource_type(seg[0]) and seg[0] != "_history":
+        return FhirError(Category.NOT_FOUND, f"Unknown resource type '{seg[0][:64]}'")
+    return FhirError(
+        Category.METHOD_NOT_ALLOWED,
+        f"{method} {'/'.join(seg)[:120]} is not a supported FHIR interaction",
+    )
 
 
 def build_app(services: Services) -> Starlette:

@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,6 +54,12 @@ class Services:
         if write:
             return self.store.write(lambda tx: fn(GuardedTx(tx, principal)))
         return self.store.read(lambda tx: fn(GuardedTx(tx, principal)))
+
+    async def run_write(self, principal: Principal, fn: Callable[[GuardedTx], T]) -> T:
+        """Queue ``fn`` for the group-commit writer and await it, without blocking a thread."""
+        fut = self.store.write_future(lambda tx: fn(GuardedTx(tx, principal)))
+        result: T = await asyncio.wrap_future(fut)
+        return result
 
     def runner(self, principal: Principal) -> Runner:
         """A runner for the bundle processor."""

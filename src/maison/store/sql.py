@@ -158,11 +158,15 @@ class SqlStore:
     def write(self, fn: Callable[[SqlTx], T]) -> T:
         """Run ``fn`` in its own savepoint of a group-committed write transaction: concurrent
         writers share one commit (one fsync), and each acknowledgement waits for it."""
+        return self.write_future(fn).result()
+
+    def write_future(self, fn: Callable[[SqlTx], T]) -> Future[T]:
+        """Queue ``fn`` for the group-commit writer; the future resolves once it is durable."""
         if self._committer is None:
             with self._committer_lock:
                 if self._committer is None:
                     self._committer = GroupCommitter(self)
-        return self._committer.submit(fn)
+        return self._committer.submit_future(fn)
 
     def check_keys(self, where: str) -> None:
         """Refuse to run with a keyring that lacks a key the stored data was encrypted with;
@@ -246,11 +250,11 @@ class GroupCommitter:
         self.thread = threading.Thread(target=self._loop, name="maison-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, fn: Callable[[SqlTx], T]) -> T:
-        """Queue one unit of work and wait until it is committed (or failed)."""
+    def submit_future(self, fn: Callable[[SqlTx], T]) -> Future[T]:
+        """Queue one unit of work; its future resolves once committed (or failed)."""
         fut: Future[T] = Future()
         self.queue.put((fn, fut))
-        return fut.result()
+        return fut
 
     def stop(self) -> None:
         """Finish queued work and end the writer thread."""
