@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from starlette.applications import Starlette
@@ -29,22 +29,39 @@ def system_principal(subject: str = "maison-system") -> Principal:
     return Principal(subject, "maison", scopes, None, None, None, other_scopes=others)
 
 
-def load_bundles(services: Services, items: Iterable[dict[str, Any]]) -> int:
-    """Process transaction/batch Bundles as the system; returns resources written."""
+@overload
+def load_bundles(services: Services, items: Iterable[dict[str, Any]]) -> int: ...
+
+
+@overload
+def load_bundles(
+    services: Services, items: Iterable[dict[str, Any]], responses: Literal[True]
+) -> list[dict[str, Any]]: ...
+
+
+def load_bundles(
+    services: Services, items: Iterable[dict[str, Any]], responses: bool = False
+) -> int | list[dict[str, Any]]:
+    """Process transaction/batch Bundles as the system; returns resources written (or, with
+    ``responses``, the response entries)."""
     principal = system_principal()
-    ctx = ix.Context(services.defs, services.validate, services.settings.base_url)
     written = 0
+    entries: list[dict[str, Any]] = []
     for bundle in items:
+        if services.refresh_due():
+            services.refresh()
+        ctx = ix.Context(services.defs, services.validate, services.settings.base_url)
         if bundle.get("type") == "transaction":
             out = bundles.transaction(
                 ctx, services.runner(principal), services.store.new_id, bundle, True, False
             )
         else:
             out = bundles.batch(ctx, services.runner(principal), bundle, True, False)
+        entries.extend(out["entry"])
         written += sum(
             1 for e in out["entry"] if e["response"]["status"].startswith(("200", "201"))
         )
-    return written
+    return entries if responses else written
 
 
 def prepare(settings: Settings) -> Services:
@@ -52,6 +69,7 @@ def prepare(settings: Settings) -> Services:
     services = build_services(settings)
     services.store.migrate()
     services.store.check_keys(str(settings.state_dir / "keys"))
+    services.refresh()
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     info = {
@@ -75,7 +93,10 @@ def prepare(settings: Settings) -> Services:
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """The ASGI app for the given settings."""
-    return build_app(services or build_services(settings))
+    if services is None:
+        services = build_services(settings)
+        services.refresh()
+    return build_app(services)
 
 
 def app_from_env() -> Starlette:

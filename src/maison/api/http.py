@@ -133,6 +133,8 @@ class FhirEndpoint:
             )
 
     async def _handle(self, request: Request) -> Response:
+        if self.s.refresh_due():
+            await run_in_threadpool(self.s.refresh)
         header = request.headers.get("authorization")
         auth = self.s.authenticator
         # a cache hit costs no I/O; a miss may fetch the issuer's keys, so it leaves the loop

@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/http.html
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +40,29 @@ class Services:
     validator: Validator
     authenticator: CachingAuthenticator
     issuer: LocalIssuer | None
+    base_defs: Definitions | None = None  # the package definitions, before installed guides
+    conformance_rev: str | None = None
+    next_check: float = 0.0
+    refresh_seconds: float = 1.0
+
+    def refresh_due(self) -> bool:
+        """Whether the installed definitions should be looked at again (cheap, no I/O)."""
+        return time.monotonic() >= self.next_check
+
+    def refresh(self) -> None:
+        """Reload installed conformance resources when another process (or this one) changed
+        them: a guide installed while the server runs applies within ``refresh_seconds``."""
+        self.next_check = time.monotonic() + self.refresh_seconds
+        rev = self.store.conformance_rev()
+        if rev == self.conformance_rev:
+            return
+        base = self.base_defs or self.defs
+        defs = base.extended(self.store.conformance_resources())
+        self.store.indexer = Indexer(defs).extract
+        self.validator = Validator(defs)
+        self.defs = defs
+        self.base_defs = base
+        self.conformance_rev = rev
 
     def validate(self, resource: dict[str, Any]) -> list[Issue]:
         """Validate against the base definition and the declared, known profiles."""
@@ -122,4 +146,4 @@ def build_services(settings: Settings) -> Services:
     defs = default_definitions()
     store = make_store(settings, defs)
     authenticator, issuer = make_authenticator(settings)
-    return Services(settings, defs, store, Validator(defs), authenticator, issuer)
+    return Services(settings, defs, store, Validator(defs), authenticator, issuer, base_defs=defs)

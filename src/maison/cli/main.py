@@ -22,6 +22,8 @@ from maison.store.crypto import DataKeyError
 app = typer.Typer(help="maison: the French e-health socle services on a FHIR R4 server.")
 db_app = typer.Typer(help="Database schema commands.")
 app.add_typer(db_app, name="db")
+ig_app = typer.Typer(help="Implementation guides: profiles, value sets, search parameters.")
+app.add_typer(ig_app, name="ig")
 console = Console(stderr=True)
 
 DataOpt = Annotated[
@@ -220,6 +222,51 @@ def import_(
             total += load_bundles(services, [orjson.loads(f.read_bytes())])
             progress.advance(task)
     console.print(f"{total} resources written")
+
+
+@ig_app.command("install")
+def ig_install(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="JSON files, folders of them, or FHIR npm packages (.tgz)."),
+    ],
+    data: DataOpt = DEFAULT_DATA,
+    state: StateOpt = None,
+) -> None:
+    """Install a guide's StructureDefinitions, ValueSets, CodeSystems and SearchParameters
+    (works while the server runs: it picks them up within a second)."""
+    from maison.api.app import load_bundles
+    from maison.api.services import build_services
+    from maison.cli.guides import collect_conformance, install_bundles
+
+    found, skipped = collect_conformance(paths)
+    if not found:
+        console.print(
+            "[red]No StructureDefinition, ValueSet, CodeSystem or SearchParameter found[/red]"
+        )
+        raise typer.Exit(2)
+    services = build_services(Settings(data=data, state=state, demo=False))
+    services.store.migrate()
+    services.store.check_keys("the state folder")
+    failures: list[str] = []
+    written = 0
+    with Progress(console=console) as progress:
+        task = progress.add_task("Installing", total=len(found))
+        for bundle, names in install_bundles(found, size=50):
+            out = load_bundles(services, [bundle], responses=True)
+            for name, entry in zip(names, out, strict=True):
+                status = entry["response"]["status"]
+                if status.startswith(("200", "201")):
+                    written += 1
+                else:
+                    issue = entry["response"].get("outcome", {}).get("issue", [{}])[0]
+                    failures.append(f"{name}: {status}: {issue.get('diagnostics', '')}")
+            progress.advance(task, len(names))
+    console.print(f"{written} conformance resources installed, {skipped} other resources skipped")
+    for line in failures:
+        console.print(f"[red]refused[/red] {line}")
+    if failures:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 PACKAGES_FILE = Path(__file__).resolve().parent.parent / "data" / "packages.json"
+# Resource types that change what the server knows (installed with an implementation guide).
+CONFORMANCE_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter"})
 BASE_PACKAGE = "r4-core"
 
 
@@ -180,6 +182,29 @@ class Definitions:
                 multiple_and=sp.get("multipleAnd", True),
             )
             self._params.setdefault(base, {})[param.code] = param
+
+    def extended(self, resources: Iterable[dict[str, Any]]) -> Definitions:
+        """A copy of these definitions plus more conformance resources (an installed guide's);
+        ``self`` is left unchanged (https://hl7.org/fhir/R4/profiling.html)."""
+        out = Definitions(
+            fhir_version=self.fhir_version,
+            structure_definitions=dict(self.structure_definitions),
+            types=dict(self.types),
+            resource_types=set(self.resource_types),
+            value_sets=dict(self.value_sets),
+            code_systems=dict(self.code_systems),
+            search_parameters=dict(self.search_parameters),
+            _params={base: dict(params) for base, params in self._params.items()},
+            compartments=dict(self.compartments),
+            operation_definitions=dict(self.operation_definitions),
+        )
+        for resource in resources:
+            if resource.get("resourceType") == "StructureDefinition" and (
+                resource.get("derivation") == "specialization"
+            ):
+                continue  # a guide never redefines a base type
+            out.add(resource)
+        return out
 
     def search_params(self, resource_type: str) -> dict[str, SearchParam]:
         """Every search parameter that applies to a resource type, common ones included."""

@@ -39,6 +39,13 @@ def _error(out: list[Issue], code: str, message: str, loc: str) -> None:
     out.append(Issue("error", code, message, (loc,)))
 
 
+# Tooling extensions whose context moved after R4: current SUSHI / IG Publisher snapshots put
+# structuredefinition-fhir-type on ElementDefinition.type (R4 says ElementDefinition.type.code).
+_MOVED_EXTENSIONS = frozenset(
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"}
+)
+
+
 class Validator:
     """Validates resources (dicts) against the definitions: structure, types, codes, invariants.
 
@@ -616,13 +623,14 @@ class _Walk:
             return
         if rule.path != "Extension.extension" and not self.v.context_allows(sd, *self.container):
             where = " or ".join(str(c.get("expression")) for c in sd.get("context", ()))
-            _error(
-                self.out,
-                "business-rule",
+            message = (
                 f"{loc}: extension {url} is not allowed on {self.container[0]} "
-                f"(its context is {where})",
-                loc,
+                f"(its context is {where})"
             )
+            if url in _MOVED_EXTENSIONS:
+                self.out.append(Issue("warning", "business-rule", message, (loc,)))
+            else:
+                _error(self.out, "business-rule", message, loc)
         definition = self.v.definition(url)
         if definition is not None and definition.root is not rule:
             self.obj(item, definition.root, loc, False)

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from maison.fhir.definitions import CONFORMANCE_TYPES
 from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
 from maison.store.crypto import DataKeyError, Keyring
@@ -201,6 +202,27 @@ class SqlStore:
         """Check that the database answers."""
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
+
+    def conformance_rev(self) -> str | None:
+        """Changes whenever an installed conformance resource is written."""
+        return self.get_meta("conformance_rev")
+
+    def conformance_resources(self) -> list[dict[str, Any]]:
+        """Every current StructureDefinition, ValueSet, CodeSystem and SearchParameter stored."""
+        r, h = resource.c, resource_history.c
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(r.res_type, r.res_id, r.version, h.content)
+                .select_from(_CURRENT)
+                .where(r.res_type.in_(sorted(CONFORMANCE_TYPES)), r.deleted == false())
+            ).all()
+        for row in rows:
+            raw = self.keyring.decrypt(
+                row.content, f"{row.res_type}/{row.res_id}/{row.version}".encode()
+            )
+            out.append(orjson.loads(raw))
+        return out
 
     def count(self) -> int:
         """How many live resources are stored."""
@@ -450,6 +472,14 @@ class SqlTx:
         self._hist_rows.append({**row, "method": method, "content": content})
         return row
 
+    def _touch(self, res_type: str) -> None:
+        """Record that installed definitions changed, so every server process reloads them."""
+        if res_type in CONFORMANCE_TYPES:
+            self.conn.execute(delete(store_meta).where(store_meta.c.key == "conformance_rev"))
+            self.conn.execute(
+                store_meta.insert().values(key="conformance_rev", value=self.store.new_id())
+            )
+
     def create(
         self,
         res_type: str,
@@ -458,6 +488,7 @@ class SqlTx:
         fresh: bool = False,
     ) -> Stored:
         """Store a new resource with version 1 (``fresh``: the id was just generated)."""
+        self._touch(res_type)
         if res_id is None:
             res_id = self.store.new_id()
         elif not fresh and self.read(res_type, res_id) is not None:
@@ -476,6 +507,7 @@ class SqlTx:
         expected_version: int | None = None,
     ) -> tuple[Stored, bool]:
         """Store a new version, creating the resource when absent (update-as-create)."""
+        self._touch(res_type)
         current = self._current_row(res_type, res_id, lock=True)
         if current is None:
             if expected_version is not None:
@@ -504,6 +536,7 @@ class SqlTx:
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
         """Delete the current version (a tombstone version is written; history is kept)."""
+        self._touch(res_type)
         current = self._current_row(res_type, res_id, lock=True)
         if current is None or current[1]:
             return None

@@ -1,0 +1,91 @@
+"""Installed guides: profiles named in meta.profile are validated like the base definitions."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from servers import MAISON, Server, free_port
+from support import CORPORA
+
+FR_CORE = CORPORA / "compiled" / "hl7.fhir.fr.core"
+INS_PROFILE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"
+
+
+@pytest.fixture
+def fresh_server(data_url: str, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(data_url, tmp_path, free_port(), extra_args=["--no-demo"]).start()
+    yield srv
+    srv.stop()
+
+
+def _ins_patients() -> tuple[dict[str, Any], dict[str, Any]]:
+    good = orjson.loads((FR_CORE / "Patient-FRCorePatientINSExample.json").read_bytes())
+    good.pop("id", None)
+    assert good["meta"]["profile"] == [INS_PROFILE]
+    bad = copy.deepcopy(good)
+    bad["extension"] = [e for e in bad["extension"] if not e["url"].endswith("birthPlace")]
+    return good, bad
+
+
+def _install(srv: Server, *paths: Path) -> subprocess.CompletedProcess[str]:
+    args = [
+        *MAISON,
+        "ig",
+        "install",
+        *map(str, paths),
+        "--data",
+        srv.data,
+        "--state",
+        str(srv.state),
+    ]
+    return subprocess.run(args, capture_output=True, text=True, check=False)
+
+
+def test_ig_install_while_running_turns_on_profile_validation(fresh_server: Server) -> None:
+    good, bad = _ins_patients()
+    with fresh_server.client() as c:
+        # unknown profile: a warning, not a refusal
+        r = c.post("/Patient/$validate", json=bad)
+        assert r.status_code == 200
+        assert not [i for i in r.json()["issue"] if i["severity"] == "error"]
+        assert c.post("/Patient", json=bad).status_code == 201
+
+        out = _install(fresh_server, FR_CORE)
+        assert out.returncode == 0, out.stderr
+        assert "conformance resources installed" in out.stderr
+
+        deadline = time.monotonic() + 10
+        while True:  # every worker picks the guide up within about a second
+            statuses = {c.post("/Patient", json=bad).status_code for _ in range(4)}
+            if statuses == {422} or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert statuses == {422}
+        r = c.post("/Patient", json=bad)
+        assert "birthPlace" in r.text
+        assert c.post("/Patient", json=good).status_code == 201
+        # installed definitions are resources of the store, readable like any other
+        sd = c.get("/StructureDefinition", params={"url": INS_PROFILE}).json()
+        assert sd["total"] == 1
+
+    again = _install(fresh_server, FR_CORE)  # idempotent: PUT with the guide's ids
+    assert again.returncode == 0, again.stderr
+
+
+def test_ig_install_refuses_a_folder_without_definitions(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    folder = tmp_path / "empty-guide"
+    folder.mkdir()
+    (folder / "Patient-x.json").write_text('{"resourceType": "Patient"}')
+    out = _install(fresh_server, folder)
+    assert out.returncode == 2
+    assert "No StructureDefinition" in out.stderr
