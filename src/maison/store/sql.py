@@ -152,7 +152,17 @@ class SqlStore:
             os.close(fd)  # releases the lock
 
     def read(self, fn: Callable[[SqlTx], T]) -> T:
-        """Run ``fn`` in a read-only transaction (a consistent snapshot)."""
+        """Run ``fn`` in a read-only unit; a pooled connection found dead (database restarted)
+        is replaced once, since reading again is harmless (writes answer 503 instead)."""
+        try:
+            with self.transaction(write=False) as tx:
+                return fn(tx)
+        except FhirError as err:
+            if (
+                not isinstance(err.__cause__, DBAPIError)
+                or not err.__cause__.connection_invalidated
+            ):
+                raise
         with self.transaction(write=False) as tx:
             return fn(tx)
 
