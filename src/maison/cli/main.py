@@ -123,25 +123,17 @@ def serve(
             f"`maison token --data {data}`"
         )
     console.print(f"maison FHIR R4 server on {settings.base_url} (data: {data})")
-    if services is None:
+    if services is None:  # workers build their own services from the settings
         os.environ["MAISON_SETTINGS"] = settings.to_env()
-        uvicorn.run(
-            "maison.api.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,
-        )
-    else:
-        uvicorn.run(
-            create_app(settings, services),
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-        )
+    uvicorn.run(
+        "maison.api.app:app_from_env" if services is None else create_app(settings, services),
+        factory=services is None,
+        host=host,
+        port=port,
+        workers=workers if services is None else None,
+        log_level=log_level,
+        access_log=False,
+    )
 
 
 def _prepare(settings_json: str) -> None:
