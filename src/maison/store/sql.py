@@ -23,16 +23,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    and_,
     create_engine,
     delete,
     event,
-    exists,
     false,
     func,
-    literal,
-    not_,
-    or_,
     select,
     update,
 )
@@ -41,7 +36,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from maison.fhir.definitions import CONFORMANCE_TYPES
 from maison.fhir.errors import Category, FhirError
-from maison.fhir.search import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
+from maison.fhir.search import SearchQuery
 from maison.store.crypto import DataKeyError, Keyring
 from maison.store.interface import HistoryPage, SearchPage, Stored
 from maison.store.migrate import upgrade
@@ -52,6 +47,7 @@ from maison.store.schema import (
     resource_history,
     store_meta,
 )
+from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,10 +71,6 @@ Indexer = Callable[[dict[str, Any]], IndexValuesLike]
 def format_instant(moment: datetime) -> str:
     """An instant as FHIR ``instant`` text in UTC with microseconds (sortable as text)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass
@@ -224,7 +216,7 @@ class SqlStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(r.res_type, r.res_id, r.version, h.content)
-                .select_from(_CURRENT)
+                .select_from(CURRENT)
                 .where(r.res_type.in_(sorted(CONFORMANCE_TYPES)), r.deleted == false())
             ).all()
         for row in rows:
@@ -609,7 +601,7 @@ class SqlTx:
         r, h = resource.c, resource_history.c
         row = self.conn.execute(
             select(r.version, r.last_updated, r.deleted, h.content)
-            .select_from(_CURRENT)
+            .select_from(CURRENT)
             .where(r.res_type == res_type, r.res_id == res_id)
         ).first()
         if row is None:
@@ -697,7 +689,7 @@ class SqlTx:
         self.snapshot()
         r = resource.c
         conds: list[ColumnElement[bool]] = [r.res_type == query.resource_type, r.deleted == false()]
-        conds.extend(_criterion(c) for c in query.criteria)
+        conds.extend(criterion(c) for c in query.criteria)
         total = None
         if query.total == "accurate" or query.summary_count:
             total = int(
@@ -709,7 +701,7 @@ class SqlTx:
             return SearchPage([], total, False)
         rows = self.conn.execute(
             select(r.res_id, r.version, r.last_updated, resource_history.c.content)
-            .select_from(_CURRENT)
+            .select_from(CURRENT)
             .where(*conds)
             .order_by(r.last_updated.desc(), r.res_id)
             .offset(query.offset)
@@ -727,107 +719,6 @@ class SqlTx:
             for row in rows[: query.count]
         ]
         return SearchPage(entries, total, len(rows) > query.count)
-
-
-# Search parameters answered from columns of the resource table, not from index rows.
-COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
-
-# The current version's row with its body.
-_CURRENT = resource.join(
-    resource_history,
-    and_(
-        resource_history.c.res_type == resource.c.res_type,
-        resource_history.c.res_id == resource.c.res_id,
-        resource_history.c.version == resource.c.version,
-    ),
-)
-
-
-def _date_match(v: object, low: Any, high: Any) -> ColumnElement[bool]:
-    """Stored range [low, high] against a prefixed date (https://hl7.org/fhir/R4/search.html#prefix)."""
-    assert isinstance(v, DateValue)
-    within = and_(low >= v.low, high <= v.high)
-    conditions: dict[str, ColumnElement[bool]] = {
-        "eq": within,
-        "ne": not_(within),
-        "gt": high > v.high,
-        "lt": low < v.low,
-        "ge": or_(high > v.high, within),
-        "le": or_(low < v.low, within),
-        "sa": low > v.high,
-        "eb": high < v.low,
-        "ap": and_(low <= v.high, high >= v.low),
-    }
-    return conditions[v.prefix]
-
-
-def _criterion(c: Criterion) -> ColumnElement[bool]:
-    """One criterion as a SQL condition on the current resource row."""
-    r = resource.c
-    if c.code == "_id" and c.modifier in (None, "not"):
-        ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
-        cond = r.res_id.in_(ids)
-        return not_(cond) if c.modifier == "not" else cond
-    if c.code == "_lastUpdated" and c.modifier is None:
-        # a stored instant is the range [t, t]
-        return or_(*(_date_match(v, r.last_updated, r.last_updated) for v in c.values))
-    if c.code == "_lastUpdated":
-        raise FhirError(
-            Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _lastUpdated"
-        )
-    if c.code == "_id":
-        raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _id")
-    kind = "token" if c.modifier == "identifier" else c.type
-    table = INDEX_TABLES[kind]
-    code = f"{c.code}:identifier" if c.modifier == "identifier" else c.code
-    t = table.c
-    link = and_(t.res_type == r.res_type, t.res_id == r.res_id, t.code == code)
-    if c.modifier == "missing":
-        present = exists().where(link)
-        return not_(present) if c.values[0] == "true" else present
-    matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
-    found = exists().where(link, or_(*matches))
-    return not_(found) if c.modifier == "not" else found
-
-
-def _value_match(kind: str, modifier: str | None, v: object, table: Table) -> ColumnElement[bool]:
-    t = table.c
-    if kind == "token":
-        if modifier == "text" and isinstance(v, str):
-            return t.text_folded.like(f"%{_like_escape(v)}%", escape="\\")
-        assert isinstance(v, TokenValue)
-        if v.any_system:
-            return t.value == v.code
-        if v.code is None:
-            return t.system == v.system
-        if v.system is None:
-            return and_(t.system.is_(None), t.value == v.code)
-        return and_(t.system == v.system, t.value == v.code)
-    if kind == "string":
-        assert isinstance(v, str)
-        if modifier == "exact":
-            return t.value == v
-        if modifier == "contains":
-            return t.value_folded.like(f"%{_like_escape(v)}%", escape="\\")
-        return t.value_folded.like(f"{_like_escape(v)}%", escape="\\")
-    if kind == "reference":
-        assert isinstance(v, ReferenceValue)
-        if v.id is not None:
-            local = t.target_id == v.id
-            if v.type:
-                local = and_(local, t.target_type == v.type)
-            return or_(local, t.url == v.url) if v.url else local
-        return t.url == v.url
-    if kind == "uri":
-        assert isinstance(v, str)
-        if modifier == "below":
-            return t.value.like(f"{_like_escape(v)}%", escape="\\")
-        if modifier == "above":
-            return literal(v).like(t.value + "%")
-        return t.value == v
-    if kind == "date":
-        return _date_match(v, t.low, t.high)
-    raise FhirError(Category.NOT_SUPPORTED, f"Search on {kind} parameters is not supported yet")
 
 
 __all__ = ["SqlStore", "SqlTx", "StoreSettings", "format_instant"]
