@@ -207,3 +207,42 @@ def test_a_missing_data_key_is_refused_at_start(store: SqlStore, tmp_path: Path)
     with pytest.raises(DataKeyError, match="--state"):
         store.check_keys(str(elsewhere))
     assert not (elsewhere / "keys").exists()  # no stray key was written
+
+
+def test_number_and_quantity_search(store: SqlStore, defs: Definitions) -> None:
+    def obs(rid: str, value: float, unit: str = "mg") -> None:
+        body = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "valueQuantity": {
+                "value": value,
+                "system": "http://unitsofmeasure.org",
+                "code": unit,
+                "unit": unit,
+            },
+        }
+        store.write(lambda tx: tx.create("Observation", body, rid))
+
+    obs("q1", 5.4)
+    obs("q2", 5.45)
+    obs("q3", 100)
+    obs("q4", 5.4, "g")
+
+    def ids(value: str) -> list[str]:
+        q = parse_search(defs, "Observation", [("value-quantity", value)])
+        return sorted(s.id for s in store.read(lambda tx: tx.search(q)).entries)
+
+    assert ids("5.4") == ["q1", "q4"]  # 5.4 means [5.35, 5.45)
+    assert ids("5.4|http://unitsofmeasure.org|mg") == ["q1"]
+    assert ids("5.4||g") == ["q4"]
+    assert ids("gt5.4") == ["q2", "q3"]
+    assert ids("ge5.4") == ["q1", "q2", "q3", "q4"]
+    assert ids("lt5.45") == ["q1", "q4"]
+    assert ids("le5.4|http://unitsofmeasure.org|mg") == ["q1"]
+    assert ids("ne5.4") == ["q2", "q3"]
+    assert ids("ap100") == ["q3"]
+    assert ids("1e2") == ["q3"]  # exponent: [50, 150)
+    with pytest.raises(FhirError) as err:
+        ids("abc")
+    assert err.value.category == Category.INVALID

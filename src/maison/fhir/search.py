@@ -14,7 +14,7 @@ from maison.fhir.errors import Category, FhirError, Issue
 RESULT_PARAMS = frozenset(
     {"_count", "_offset", "_sort", "_total", "_summary", "_elements", "_format", "_pretty"}
 )
-SUPPORTED_TYPES = frozenset({"token", "string", "reference", "uri", "date"})
+SUPPORTED_TYPES = frozenset({"token", "string", "reference", "uri", "date", "number", "quantity"})
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_COUNT = 1000
 DEFAULT_COUNT = 20
@@ -47,7 +47,19 @@ class DateValue:
     high: str
 
 
-Value = str | TokenValue | ReferenceValue | DateValue
+@dataclass(frozen=True)
+class NumberValue:
+    """A prefixed number (and, for quantities, a unit): https://hl7.org/fhir/R4/search.html#number."""
+
+    prefix: str
+    value: float
+    low: float  # implicit range from the precision written: 5.4 -> [5.35, 5.45)
+    high: float
+    system: str | None = None
+    code: str | None = None
+
+
+Value = str | TokenValue | ReferenceValue | DateValue | NumberValue
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,24 @@ def _date(raw: str, code: str) -> DateValue:
     return DateValue(prefix, rng[0], rng[1])
 
 
+def _number(raw: str, code: str, quantity: bool) -> NumberValue:
+    from maison.fhir.normalize import number_range
+
+    prefix = "eq"
+    if raw[:2] in DATE_PREFIXES:
+        prefix, raw = raw[:2], raw[2:]
+    system = unit = None
+    if quantity and "|" in raw:
+        raw, system, unit = [*raw.split("|", 2), "", ""][:3]
+    rng = number_range(raw) if raw and not raw.lower().startswith(("inf", "nan", "+")) else None
+    if rng is None:
+        kind = "quantity" if quantity else "number"
+        raise FhirError(
+            Category.INVALID, f"Search parameter '{code}': '{raw}' is not a valid {kind}"
+        )
+    return NumberValue(prefix, rng[0], rng[1], rng[2], system or None, unit or None)
+
+
 def _int_param(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
@@ -197,6 +227,8 @@ def parse_search(
             "reference": {None, "identifier"},
             "uri": {None, "below", "above"},
             "date": {None},
+            "number": {None},
+            "quantity": {None},
         }
         allowed = modifiers[param.type]
         if mod not in allowed:
@@ -214,6 +246,8 @@ def parse_search(
                 values.append(_reference(v, param, type_modifier))
             elif param.type == "date":
                 values.append(_date(v, code))
+            elif param.type in ("number", "quantity"):
+                values.append(_number(v, code, param.type == "quantity"))
             else:
                 values.append(v)
         if any(v == "" for v in values):

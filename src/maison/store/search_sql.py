@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, literal, not_, or_
+from sqlalchemy import ColumnElement, Table, and_, exists, func, literal, not_, or_
 
 from maison.fhir.errors import Category, FhirError
-from maison.fhir.search import Criterion, DateValue, ReferenceValue, TokenValue
+from maison.fhir.search import Criterion, DateValue, NumberValue, ReferenceValue, TokenValue
 from maison.store.schema import INDEX_TABLES, resource, resource_history
 
 
@@ -116,4 +116,36 @@ def _value_match(kind: str, modifier: str | None, v: object, table: Table) -> Co
         return t.value == v
     if kind == "date":
         return _date_match(v, t.low, t.high)
+    if kind in ("number", "quantity"):
+        assert isinstance(v, NumberValue)
+        cond = _number_match(v, t.value, t.low, t.high)
+        if kind == "quantity" and v.code is not None:
+            cond = and_(cond, t.unit == v.code)
+        if kind == "quantity" and v.system is not None:
+            cond = and_(cond, t.system == v.system)
+        return cond
     raise FhirError(Category.NOT_SUPPORTED, f"Search on {kind} parameters is not supported yet")
+
+
+def _number_match(v: NumberValue, value: Any, low: Any, high: Any) -> ColumnElement[bool]:
+    """A stored number (or Range bounds) against a prefixed search number.
+
+    https://hl7.org/fhir/R4/search.html#prefix — eq/ne/ap use the implicit range of the
+    search value (``5.4`` matches 5.35 up to 5.45); gt/lt/ge/le compare with the value itself.
+    """
+    lo = func.coalesce(value, low)
+    hi = func.coalesce(value, high)
+    within = and_(lo >= v.low, hi < v.high)
+    margin = abs(v.value) * 0.1
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": within,
+        "ne": not_(within),
+        "gt": hi > v.value,
+        "lt": lo < v.value,
+        "ge": hi >= v.value,
+        "le": lo <= v.value,
+        "sa": lo > v.value,
+        "eb": hi < v.value,
+        "ap": and_(lo <= v.value + margin, hi >= v.value - margin),
+    }
+    return conditions[v.prefix]
