@@ -246,3 +246,59 @@ def test_number_and_quantity_search(store: SqlStore, defs: Definitions) -> None:
     with pytest.raises(FhirError) as err:
         ids("abc")
     assert err.value.category == Category.INVALID
+
+
+def test_chained_and_reverse_chained_search(store: SqlStore, defs: Definitions) -> None:
+    org = {"resourceType": "Organization", "name": "CHU de Nantes"}
+    store.write(lambda tx: tx.create("Organization", org, "org1"))
+    pat = {**PATIENT, "managingOrganization": {"reference": "Organization/org1"}}
+    store.write(lambda tx: tx.create("Patient", pat, "p1"))
+    store.write(lambda tx: tx.create("Patient", {**PATIENT, "name": [{"family": "Noël"}]}, "p2"))
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/p1"},
+    }
+    store.write(lambda tx: tx.create("Encounter", enc, "e1"))
+    for rid, subject, code, encounter in (
+        ("o1", "Patient/p1", "8867-4", "Encounter/e1"),
+        ("o2", "Patient/p2", "8867-4", None),
+        ("o3", "Patient/p1", "29463-7", None),
+    ):
+        body: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": subject},
+        }
+        if encounter:
+            body["encounter"] = {"reference": encounter}
+        store.write(lambda tx, rid=rid, body=body: tx.create("Observation", body, rid))
+
+    def ids(rtype: str, *params: tuple[str, str]) -> list[str]:
+        q = parse_search(defs, rtype, list(params))
+        return sorted(s.id for s in store.read(lambda tx: tx.search(q)).entries)
+
+    ins = "urn:oid:1.2.250.1.213.1.4.10|279035121518989"
+    assert ids("Observation", ("subject:Patient.family", "lefevre")) == ["o1", "o3"]
+    assert ids("Observation", ("patient.family", "noel")) == ["o2"]
+    assert ids("Observation", ("patient.identifier", ins)) == ["o1", "o2", "o3"]
+    assert ids("Observation", ("patient.organization.name", "chu")) == ["o1", "o3"]
+    assert ids("Observation", ("encounter.subject.family", "lef")) == ["o1"]
+    assert ids("Observation", ("patient.family", "lef"), ("code", "8867-4")) == ["o1"]
+    assert ids("Patient", ("_has:Observation:patient:code", "29463-7")) == ["p1"]
+    assert ids("Patient", ("_has:Observation:patient:code", "8867-4")) == ["p1", "p2"]
+    assert ids(
+        "Organization", ("_has:Patient:organization:_has:Observation:patient:code", "29463-7")
+    ) == ["org1"]
+    for bad in (
+        ("patient.nonsense", "x"),
+        ("code.text", "x"),
+        ("_has:Observation:code:x", "1"),
+        ("_has:Nope:patient:code", "1"),
+        ("_has:Observation", "1"),
+    ):
+        with pytest.raises(FhirError) as err:
+            ids("Observation" if not bad[0].startswith("_has") else "Patient", bad)
+        assert err.value.category == Category.INVALID, bad

@@ -67,10 +67,12 @@ class Criterion:
     """One search parameter occurrence: its values are ORed; criteria are ANDed."""
 
     code: str
-    type: str
+    type: str  # a search-parameter type, or "has" for a reverse chain
     modifier: str | None
     values: tuple[Value, ...]
     param: SearchParam | None = None
+    # chained (type, criterion) pairs: the referenced resource must match one of them
+    chain: tuple[tuple[str, Criterion], ...] = ()
 
 
 @dataclass
@@ -173,6 +175,125 @@ def _int_param(name: str, raw: str, minimum: int) -> int:
     return value
 
 
+MAX_CHAIN = 4
+_MODIFIERS: dict[str, set[str | None]] = {
+    "string": {None, "exact", "contains"},
+    "token": {None, "not", "text"},
+    "reference": {None, "identifier"},
+    "uri": {None, "below", "above"},
+    "date": {None},
+    "number": {None},
+    "quantity": {None},
+}
+
+
+class _UnknownParameterError(Exception):
+    """A parameter this server does not know for the type (400, or ignored when lenient)."""
+
+
+def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
+    """One ``name=raw`` pair (possibly chained or reverse-chained) as a Criterion."""
+    from maison.fhir.indexing import fold
+
+    if depth > MAX_CHAIN:
+        raise FhirError(Category.INVALID, f"'{name}': chains are limited to {MAX_CHAIN} levels")
+    if name.startswith("_has:"):
+        return _has(defs, rtype, name, raw, depth)
+    known = defs.search_params(rtype)
+    head, dot, tail = name.partition(".")
+    code, _, modifier = head.partition(":")
+    param = known.get(code)
+    if param is None or (param.type not in SUPPORTED_TYPES and code != "_id"):
+        if param is None:
+            raise _UnknownParameterError(
+                f"Search parameter '{code}' is not a known search parameter for {rtype}"
+            )
+        raise _UnknownParameterError(
+            f"Search parameter '{code}' ({param.type}) is not supported yet"
+        )
+    if dot:
+        return _chain(defs, param, modifier or None, tail, raw, depth)
+    mod = modifier or None
+    type_modifier = None
+    if mod == "missing":
+        if raw not in ("true", "false"):
+            raise FhirError(Category.INVALID, f"{name} must be true or false")
+        return Criterion(code, param.type, mod, (raw,), param)
+    if param.type == "reference" and mod and mod[:1].isupper():
+        if not defs.is_resource_type(mod):
+            raise FhirError(Category.INVALID, f"{name}: '{mod}' is not a resource type")
+        type_modifier, mod = mod, None
+    if mod not in _MODIFIERS[param.type]:
+        raise FhirError(
+            Category.INVALID,
+            f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
+        )
+    values: list[Value] = []
+    for v in _split_values(raw):
+        if param.type == "string":
+            values.append(v if mod == "exact" else fold(v))
+        elif param.type == "token" or (param.type == "reference" and mod == "identifier"):
+            values.append(fold(v) if mod == "text" else _token(v))
+        elif param.type == "reference":
+            values.append(_reference(v, param, type_modifier))
+        elif param.type == "date":
+            values.append(_date(v, code))
+        elif param.type in ("number", "quantity"):
+            values.append(_number(v, code, param.type == "quantity"))
+        else:
+            values.append(v)
+    if any(v == "" for v in values):
+        raise FhirError(Category.INVALID, f"Search parameter '{code}' has an empty value")
+    return Criterion(code, param.type, mod, tuple(values), param)
+
+
+def _chain(
+    defs: Definitions, param: SearchParam, modifier: str | None, tail: str, raw: str, depth: int
+) -> Criterion:
+    """``subject:Patient.name=x``: https://hl7.org/fhir/R4/search.html#chaining."""
+    if param.type != "reference":
+        raise FhirError(
+            Category.INVALID,
+            f"Cannot chain through '{param.code}': it is a {param.type} parameter, not a reference",
+        )
+    if modifier is not None and not defs.is_resource_type(modifier):
+        raise FhirError(Category.INVALID, f"'{param.code}:{modifier}': not a resource type")
+    candidates = [modifier] if modifier else list(param.target) or sorted(defs.resource_types)
+    next_code = tail.split(".", 1)[0].split(":", 1)[0]
+    types = [
+        t for t in candidates if next_code.startswith("_has") or next_code in defs.search_params(t)
+    ]
+    if not types:
+        raise FhirError(
+            Category.INVALID,
+            f"No resource type that '{param.code}' can refer to has a search parameter "
+            f"'{next_code}'",
+        )
+    inner = tuple((t, _criterion(defs, t, tail, raw, depth + 1)) for t in types)
+    return Criterion(param.code, "reference", None, (), param, chain=inner)
+
+
+def _has(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
+    """``_has:Observation:patient:code=x``: https://hl7.org/fhir/R4/search.html#has."""
+    parts = name.split(":", 3)
+    if len(parts) < 4 or not all(parts[1:]):
+        raise FhirError(
+            Category.INVALID, f"'{name}': _has takes the form _has:Type:reference:parameter"
+        )
+    _, htype, hcode, rest = parts
+    if not defs.is_resource_type(htype):
+        raise FhirError(Category.INVALID, f"'{name}': '{htype}' is not a resource type")
+    ref = defs.search_params(htype).get(hcode)
+    if ref is None or ref.type != "reference":
+        raise FhirError(
+            Category.INVALID, f"'{name}': '{hcode}' is not a reference parameter of {htype}"
+        )
+    if ref.target and rtype not in ref.target:
+        raise FhirError(Category.INVALID, f"'{name}': {htype}.{hcode} cannot refer to a {rtype}")
+    inner = _criterion(defs, htype, rest, raw, depth + 1)
+    return Criterion(hcode, "has", None, (), ref, chain=((htype, inner),))
+
+
 def parse_search(
     defs: Definitions,
     resource_type: str,
@@ -180,9 +301,7 @@ def parse_search(
     lenient: bool = False,
 ) -> SearchQuery:
     """Parse query parameters into a :class:`SearchQuery` (https://hl7.org/fhir/R4/search.html)."""
-    from maison.fhir.indexing import fold
 
-    known = defs.search_params(resource_type)
     query = SearchQuery(resource_type)
     unknown: list[Issue] = []
     for name, raw in params:
@@ -198,61 +317,11 @@ def parse_search(
             elif name == "_summary" and raw == "count":
                 query.summary_count = True
             continue
-        code, _, modifier = name.partition(":")
-        param = known.get(code)
-        if param is None or (param.type not in SUPPORTED_TYPES and code != "_id"):
-            why = "is not supported yet" if param is not None else "is not a known"
-            msg = (
-                f"Search parameter '{code}' {why} search parameter for {resource_type}"
-                if param is None
-                else f"Search parameter '{code}' ({param.type}) is not supported yet"
-            )
-            unknown.append(Issue("error" if not lenient else "warning", "not-supported", msg))
+        try:
+            query.criteria.append(_criterion(defs, resource_type, name, raw, 0))
+        except _UnknownParameterError as exc:
+            unknown.append(Issue("error" if not lenient else "warning", "not-supported", str(exc)))
             query.ignored.append(name)
-            continue
-        mod = modifier or None
-        type_modifier = None
-        if mod == "missing":
-            if raw not in ("true", "false"):
-                raise FhirError(Category.INVALID, f"{name} must be true or false")
-            query.criteria.append(Criterion(code, param.type, mod, (raw,), param))
-            continue
-        if param.type == "reference" and mod and mod[:1].isupper():
-            if not defs.is_resource_type(mod):
-                raise FhirError(Category.INVALID, f"{name}: '{mod}' is not a resource type")
-            type_modifier, mod = mod, None
-        modifiers: dict[str, set[str | None]] = {
-            "string": {None, "exact", "contains"},
-            "token": {None, "not", "text"},
-            "reference": {None, "identifier"},
-            "uri": {None, "below", "above"},
-            "date": {None},
-            "number": {None},
-            "quantity": {None},
-        }
-        allowed = modifiers[param.type]
-        if mod not in allowed:
-            raise FhirError(
-                Category.INVALID,
-                f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
-            )
-        values: list[Value] = []
-        for v in _split_values(raw):
-            if param.type == "string":
-                values.append(v if mod == "exact" else fold(v))
-            elif param.type == "token" or (param.type == "reference" and mod == "identifier"):
-                values.append(fold(v) if mod == "text" else _token(v))
-            elif param.type == "reference":
-                values.append(_reference(v, param, type_modifier))
-            elif param.type == "date":
-                values.append(_date(v, code))
-            elif param.type in ("number", "quantity"):
-                values.append(_number(v, code, param.type == "quantity"))
-            else:
-                values.append(v)
-        if any(v == "" for v in values):
-            raise FhirError(Category.INVALID, f"Search parameter '{code}' has an empty value")
-        query.criteria.append(Criterion(code, param.type, mod, tuple(values), param))
     if unknown and not lenient:
         raise FhirError(Category.INVALID, unknown[0].diagnostics, unknown)
     return query

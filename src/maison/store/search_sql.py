@@ -7,11 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, literal, not_, or_
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+)
 
 from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import Criterion, DateValue, NumberValue, ReferenceValue, TokenValue
-from maison.store.schema import INDEX_TABLES, resource, resource_history
+from maison.store.schema import INDEX_TABLES, idx_reference, resource, resource_history
 
 
 def like_escape(value: str) -> str:
@@ -50,9 +60,13 @@ def _date_match(v: object, low: Any, high: Any) -> ColumnElement[bool]:
     return conditions[v.prefix]
 
 
-def criterion(c: Criterion) -> ColumnElement[bool]:
-    """One criterion as a SQL condition on the current resource row."""
-    r = resource.c
+def criterion(c: Criterion, row: FromClause = resource) -> ColumnElement[bool]:
+    """One criterion as a SQL condition on a resource row (the searched one, or a chained one)."""
+    r = row.c
+    if c.type == "has":
+        return _reverse_chain(c, row)
+    if c.chain:
+        return _forward_chain(c, row)
     if c.code == "_id" and c.modifier in (None, "not"):
         ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
         cond = r.res_id.in_(ids)
@@ -67,7 +81,7 @@ def criterion(c: Criterion) -> ColumnElement[bool]:
     if c.code == "_id":
         raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _id")
     kind = "token" if c.modifier == "identifier" else c.type
-    table = INDEX_TABLES[kind]
+    table = INDEX_TABLES[kind].alias()
     code = f"{c.code}:identifier" if c.modifier == "identifier" else c.code
     t = table.c
     link = and_(t.res_type == r.res_type, t.res_id == r.res_id, t.code == code)
@@ -79,7 +93,43 @@ def criterion(c: Criterion) -> ColumnElement[bool]:
     return not_(found) if c.modifier == "not" else found
 
 
-def _value_match(kind: str, modifier: str | None, v: object, table: Table) -> ColumnElement[bool]:
+def _forward_chain(c: Criterion, row: FromClause) -> ColumnElement[bool]:
+    """The resource referred to by ``c.code`` matches the chained criterion
+    (https://hl7.org/fhir/R4/search.html#chaining)."""
+    ref = idx_reference.alias()
+    target = resource.alias()
+    return exists().where(
+        ref.c.res_type == row.c.res_type,
+        ref.c.res_id == row.c.res_id,
+        ref.c.code == c.code,
+        target.c.res_type == ref.c.target_type,
+        target.c.res_id == ref.c.target_id,
+        target.c.deleted == false(),
+        or_(*(and_(target.c.res_type == t, criterion(inner, target)) for t, inner in c.chain)),
+    )
+
+
+def _reverse_chain(c: Criterion, row: FromClause) -> ColumnElement[bool]:
+    """Some resource of another type refers to this one and matches the inner criterion
+    (https://hl7.org/fhir/R4/search.html#has)."""
+    ((htype, inner),) = c.chain
+    ref = idx_reference.alias()
+    other = resource.alias()
+    return exists().where(
+        other.c.res_type == htype,
+        other.c.deleted == false(),
+        ref.c.res_type == other.c.res_type,
+        ref.c.res_id == other.c.res_id,
+        ref.c.code == c.code,
+        ref.c.target_type == row.c.res_type,
+        ref.c.target_id == row.c.res_id,
+        criterion(inner, other),
+    )
+
+
+def _value_match(
+    kind: str, modifier: str | None, v: object, table: FromClause
+) -> ColumnElement[bool]:
     t = table.c
     if kind == "token":
         if modifier == "text" and isinstance(v, str):
