@@ -81,3 +81,24 @@ def test_scopes_are_enforced(server: Any) -> None:
             ],
         }
         assert c.post("/", json=bundle).status_code == 403
+
+
+def test_include_never_widens_access(server: Any) -> None:
+    with server.client() as admin:
+        pid = admin.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        obs = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        oid = admin.post("/Observation", json=obs).json()["id"]
+    params = {"_id": oid, "_include": "Observation:subject"}
+    with server.client(server.mint("system/Observation.rs", "system/Patient.r")) as both:
+        modes = [
+            e["search"]["mode"] for e in both.get("/Observation", params=params).json()["entry"]
+        ]
+        assert modes == ["match", "include"]
+    with server.client(server.mint("system/Observation.rs")) as narrow:
+        entries = narrow.get("/Observation", params=params).json()["entry"]
+        assert [e["resource"]["resourceType"] for e in entries] == ["Observation"]

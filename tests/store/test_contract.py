@@ -302,3 +302,64 @@ def test_chained_and_reverse_chained_search(store: SqlStore, defs: Definitions) 
         with pytest.raises(FhirError) as err:
             ids("Observation" if not bad[0].startswith("_has") else "Patient", bad)
         assert err.value.category == Category.INVALID, bad
+
+
+def test_sort_include_and_revinclude(store: SqlStore, defs: Definitions) -> None:
+    for rid, family, birth in (
+        ("a", "Béranger", "1990-01-01"),
+        ("b", "Albert", "1980-05-05"),
+        ("c", "Albert", "2000-01-01"),
+        ("d", "Zola", None),
+    ):
+        body: dict[str, Any] = {"resourceType": "Patient", "name": [{"family": family}]}
+        if birth:
+            body["birthDate"] = birth
+        store.write(lambda tx, rid=rid, body=body: tx.create("Patient", body, rid))
+    store.write(
+        lambda tx: tx.create(
+            "Group", {"resourceType": "Group", "type": "person", "actual": True}, "g"
+        )
+    )
+    for rid, subject in (("o1", "a"), ("o2", "a"), ("o3", "b")):
+        body = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{subject}"},
+            "focus": [{"reference": "Group/g"}],
+        }
+        store.write(lambda tx, rid=rid, body=body: tx.create("Observation", body, rid))
+
+    def run(rtype: str, *params: tuple[str, str]) -> tuple[list[str], list[str]]:
+        q = parse_search(defs, rtype, list(params))
+        page = store.read(lambda tx: tx.search(q))
+        return [s.id for s in page.entries], sorted(f"{s.type}/{s.id}" for s in page.included)
+
+    assert run("Patient", ("_sort", "family,birthdate"))[0] == ["b", "c", "a", "d"]
+    assert run("Patient", ("_sort", "family,-birthdate"))[0] == ["c", "b", "a", "d"]
+    assert run("Patient", ("_sort", "-birthdate"))[0] == ["c", "a", "b", "d"]  # missing last
+    assert run("Patient", ("_sort", "_id"))[0] == ["a", "b", "c", "d"]
+    matches, inc = run("Observation", ("_id", "o1,o3"), ("_include", "Observation:subject"))
+    assert sorted(matches) == ["o1", "o3"] and inc == ["Patient/a", "Patient/b"]
+    _, inc = run("Observation", ("_id", "o1"), ("_include", "Observation:*"))
+    assert inc == ["Group/g", "Patient/a"]
+    _, inc = run("Observation", ("_id", "o1"), ("_include", "Observation:subject:Group"))
+    assert inc == []
+    matches, inc = run("Patient", ("_id", "a"), ("_revinclude", "Observation:subject"))
+    assert matches == ["a"] and inc == ["Observation/o1", "Observation/o2"]
+    _, inc = run(
+        "Patient",
+        ("_id", "a"),
+        ("_revinclude", "Observation:subject"),
+        ("_include:iterate", "Observation:focus"),
+    )
+    assert inc == ["Group/g", "Observation/o1", "Observation/o2"]
+    for bad in (
+        ("_sort", "nonsense"),
+        ("_include", "Observation"),
+        ("_include", "Nope:subject"),
+        ("_include", "Observation:code"),
+    ):
+        with pytest.raises(FhirError) as err:
+            run("Observation", bad)
+        assert err.value.category == Category.INVALID, bad

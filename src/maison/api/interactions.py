@@ -295,6 +295,13 @@ def search(
             "search": {"mode": "match"},
         }
         for s in page.entries
+    ] + [
+        {
+            "fullUrl": f"{ctx.base_url}/{s.type}/{s.id}",
+            "resource": s.resource,
+            "search": {"mode": "include"},
+        }
+        for s in page.included
     ]
     return Result(200, bundle)
 

@@ -12,8 +12,22 @@ from maison.fhir.errors import Category, FhirError, Issue
 
 # Result parameters handled by the search engine itself, not by the index tables.
 RESULT_PARAMS = frozenset(
-    {"_count", "_offset", "_sort", "_total", "_summary", "_elements", "_format", "_pretty"}
+    {
+        "_count",
+        "_offset",
+        "_sort",
+        "_total",
+        "_summary",
+        "_elements",
+        "_format",
+        "_pretty",
+        "_include",
+        "_revinclude",
+        "_include:iterate",
+        "_revinclude:iterate",
+    }
 )
+SORTABLE = frozenset({"string", "token", "date", "number", "quantity", "uri", "reference"})
 SUPPORTED_TYPES = frozenset({"token", "string", "reference", "uri", "date", "number", "quantity"})
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_COUNT = 1000
@@ -75,6 +89,28 @@ class Criterion:
     chain: tuple[tuple[str, Criterion], ...] = ()
 
 
+@dataclass(frozen=True)
+class Include:
+    """``_include=Source:param[:Target]`` (or ``_revinclude``), optionally ``:iterate``.
+
+    https://hl7.org/fhir/R4/search.html#include
+    """
+
+    source: str
+    code: str | None  # None for "*": every reference parameter
+    target: str | None
+    iterate: bool = False
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One ``_sort`` key: https://hl7.org/fhir/R4/search.html#sort."""
+
+    code: str
+    type: str
+    descending: bool
+
+
 @dataclass
 class SearchQuery:
     """A parsed search on one resource type."""
@@ -86,6 +122,9 @@ class SearchQuery:
     total: str = "accurate"
     summary_count: bool = False
     ignored: list[str] = field(default_factory=list)
+    includes: list[Include] = field(default_factory=list)
+    revincludes: list[Include] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
 
 
 def _split_values(raw: str) -> list[str]:
@@ -294,6 +333,42 @@ def _has(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Crit
     return Criterion(hcode, "has", None, (), ref, chain=((htype, inner),))
 
 
+def _include(defs: Definitions, name: str, value: str) -> Include:
+    parts = value.split(":")
+    if value == "*":
+        raise FhirError(Category.INVALID, f"{name}=*: name the source type (Type:*)")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise FhirError(
+            Category.INVALID, f"{name}={value!r}: expected SourceType:parameter[:TargetType]"
+        )
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    for t in (source, target):
+        if t is not None and not defs.is_resource_type(t):
+            raise FhirError(Category.INVALID, f"{name}={value}: '{t}' is not a resource type")
+    if code != "*":
+        param = defs.search_params(source).get(code)
+        if param is None or param.type != "reference":
+            raise FhirError(
+                Category.INVALID,
+                f"{name}={value}: '{code}' is not a reference parameter of {source}",
+            )
+    return Include(source, None if code == "*" else code, target, name.endswith(":iterate"))
+
+
+def _sort_key(defs: Definitions, rtype: str, key: str) -> SortKey:
+    descending = key.startswith("-")
+    code = key[1:] if descending else key
+    if code in ("_id", "_lastUpdated"):
+        return SortKey(code, "column", descending)
+    param = defs.search_params(rtype).get(code)
+    if param is None or param.type not in SORTABLE:
+        raise FhirError(
+            Category.INVALID, f"_sort: '{code}' is not a sortable search parameter of {rtype}"
+        )
+    return SortKey(code, param.type, descending)
+
+
 def parse_search(
     defs: Definitions,
     resource_type: str,
@@ -316,6 +391,12 @@ def parse_search(
                 query.total = raw
             elif name == "_summary" and raw == "count":
                 query.summary_count = True
+            elif name.startswith(("_include", "_revinclude")):
+                for value in _split_values(raw):
+                    inc = _include(defs, name, value)
+                    (query.revincludes if name.startswith("_rev") else query.includes).append(inc)
+            elif name == "_sort":
+                query.sort.extend(_sort_key(defs, resource_type, k) for k in raw.split(","))
             continue
         try:
             query.criteria.append(_criterion(defs, resource_type, name, raw, 0))

@@ -6,9 +6,10 @@ https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from maison.fhir.errors import FhirError
 from maison.fhir.search import SearchQuery
 from maison.security.principal import Principal
 from maison.security.scopes import authorize
@@ -62,7 +63,19 @@ class GuardedTx:
     def search(self, query: SearchQuery) -> SearchPage:
         """search, allowed by a read/search scope on the type."""
         authorize(self.principal, "search-type", query.resource_type)
-        return self.tx.search(query)
+        page = self.tx.search(query)
+        if not page.included:
+            return page
+        readable: dict[str, bool] = {}
+        for stored in page.included:
+            if stored.type not in readable:
+                try:
+                    authorize(self.principal, "read", stored.type)
+                    readable[stored.type] = True
+                except FhirError:
+                    readable[stored.type] = False
+        kept = [s for s in page.included if readable[s.type]]  # _include never widens access
+        return replace(page, included=kept)
 
     def history(
         self,

@@ -6,7 +6,7 @@ https://hl7.org/fhir/R4/http.html — the persistence needs of the RESTful inter
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from maison.fhir.search import SearchQuery
@@ -42,6 +42,7 @@ class SearchPage:
     entries: list[Stored]
     total: int | None
     has_more: bool
+    included: list[Stored] = field(default_factory=list)  # _include / _revinclude
 
 
 class StoreTx(Protocol):

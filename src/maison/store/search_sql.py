@@ -17,10 +17,18 @@ from sqlalchemy import (
     literal,
     not_,
     or_,
+    select,
 )
 
 from maison.fhir.errors import Category, FhirError
-from maison.fhir.search import Criterion, DateValue, NumberValue, ReferenceValue, TokenValue
+from maison.fhir.search import (
+    Criterion,
+    DateValue,
+    NumberValue,
+    ReferenceValue,
+    SortKey,
+    TokenValue,
+)
 from maison.store.schema import INDEX_TABLES, idx_reference, resource, resource_history
 
 
@@ -199,3 +207,44 @@ def _number_match(v: NumberValue, value: Any, low: Any, high: Any) -> ColumnElem
         "ap": and_(lo <= v.value + margin, hi >= v.value - margin),
     }
     return conditions[v.prefix]
+
+
+# The index column each sortable type orders by: (ascending, descending) aggregate source.
+_SORT_COLUMNS: dict[str, tuple[str, str]] = {
+    "string": ("value_folded", "value_folded"),
+    "token": ("value", "value"),
+    "date": ("low", "high"),
+    "number": ("value", "value"),
+    "quantity": ("value", "value"),
+    "uri": ("value", "value"),
+    "reference": ("target_id", "target_id"),
+}
+
+
+def order_by(keys: list[SortKey]) -> list[ColumnElement[Any]]:
+    """ORDER BY for ``_sort`` (https://hl7.org/fhir/R4/search.html#sort): each key is the
+    smallest (ascending) or largest (descending) indexed value of the resource; resources
+    without a value come last; the id breaks ties so pages are stable."""
+    r = resource.c
+    if not keys:
+        return [r.last_updated.desc(), r.res_id]
+    out: list[ColumnElement[Any]] = []
+    for key in keys:
+        if key.type == "column":
+            col: Any = r.res_id if key.code == "_id" else r.last_updated
+        else:
+            table = INDEX_TABLES[key.type].alias()
+            asc_col, desc_col = _SORT_COLUMNS[key.type]
+            agg = func.max if key.descending else func.min
+            col = (
+                select(agg(table.c[desc_col if key.descending else asc_col]))
+                .where(
+                    table.c.res_type == r.res_type,
+                    table.c.res_id == r.res_id,
+                    table.c.code == key.code,
+                )
+                .scalar_subquery()
+            )
+        out.append((col.desc() if key.descending else col.asc()).nulls_last())
+    out.append(r.res_id.asc())
+    return out

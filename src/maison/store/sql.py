@@ -43,14 +43,16 @@ from maison.store.migrate import upgrade
 from maison.store.schema import (
     INDEX_COLUMNS,
     INDEX_TABLES,
+    idx_reference,
     resource,
     resource_history,
     store_meta,
 )
-from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion
+from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion, order_by
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_INCLUDED = 1000  # included resources per page
 
 
 class IndexValuesLike(Protocol):
@@ -703,7 +705,7 @@ class SqlTx:
             select(r.res_id, r.version, r.last_updated, resource_history.c.content)
             .select_from(CURRENT)
             .where(*conds)
-            .order_by(r.last_updated.desc(), r.res_id)
+            .order_by(*order_by(query.sort))
             .offset(query.offset)
             .limit(query.count + 1)
         ).all()
@@ -718,7 +720,85 @@ class SqlTx:
             )
             for row in rows[: query.count]
         ]
-        return SearchPage(entries, total, len(rows) > query.count)
+        included = self._included(entries, query) if query.includes or query.revincludes else []
+        return SearchPage(entries, total, len(rows) > query.count, included)
+
+    def _fetch(self, res_type: str, ids: list[str]) -> list[Stored]:
+        """Current, not deleted versions of some resources of one type."""
+        r, h = resource.c, resource_history.c
+        out: list[Stored] = []
+        for start in range(0, len(ids), 500):
+            rows = self.conn.execute(
+                select(r.res_id, r.version, r.last_updated, h.content)
+                .select_from(CURRENT)
+                .where(
+                    r.res_type == res_type,
+                    r.res_id.in_(ids[start : start + 500]),
+                    r.deleted == false(),
+                )
+            ).all()
+            out.extend(
+                Stored(
+                    res_type,
+                    row.res_id,
+                    row.version,
+                    row.last_updated,
+                    False,
+                    self._open(res_type, row.res_id, row.version, row.content),
+                )
+                for row in rows
+            )
+        return out
+
+    def _included(self, matches: list[Stored], query: SearchQuery) -> list[Stored]:
+        """Resources named by _include / _revinclude, following :iterate up to 4 rounds
+        (https://hl7.org/fhir/R4/search.html#include)."""
+        ref = idx_reference.c
+        seen = {(s.type, s.id) for s in matches}
+        frontier, out = matches, []
+        for depth in range(4):
+            wanted: dict[str, set[str]] = {}
+            for inc in query.includes:
+                if depth and not inc.iterate:
+                    continue
+                ids = [s.id for s in frontier if s.type == inc.source]
+                if not ids:
+                    continue
+                conds = [ref.res_type == inc.source, ref.res_id.in_(ids), ref.target_id.isnot(None)]
+                if inc.code:
+                    conds.append(ref.code == inc.code)
+                if inc.target:
+                    conds.append(ref.target_type == inc.target)
+                for t, i in self.conn.execute(select(ref.target_type, ref.target_id).where(*conds)):
+                    wanted.setdefault(t, set()).add(i)
+            for inc in query.revincludes:
+                if depth and not inc.iterate:
+                    continue
+                by_type: dict[str, list[str]] = {}
+                for st in frontier:
+                    by_type.setdefault(st.type, []).append(st.id)
+                for ttype, ids in by_type.items():
+                    if inc.target and inc.target != ttype:
+                        continue
+                    conds = [
+                        ref.res_type == inc.source,
+                        ref.target_type == ttype,
+                        ref.target_id.in_(ids),
+                    ]
+                    if inc.code:
+                        conds.append(ref.code == inc.code)
+                    for (i,) in self.conn.execute(select(ref.res_id).where(*conds)):
+                        wanted.setdefault(inc.source, set()).add(i)
+            frontier = []
+            for rtype, found in wanted.items():
+                fresh = sorted(i for i in found if (rtype, i) not in seen)
+                for st in self._fetch(rtype, fresh):
+                    seen.add((st.type, st.id))
+                    frontier.append(st)
+            out.extend(frontier)
+            if not frontier or len(out) > MAX_INCLUDED:
+                break
+        return out[:MAX_INCLUDED]
 
 
 __all__ = ["SqlStore", "SqlTx", "StoreSettings", "format_instant"]
