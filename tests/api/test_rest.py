@@ -241,3 +241,45 @@ def test_search_by_id_and_token(http: httpx.Client) -> None:
     assert http.get("/Patient", params={"identifier": f"urn:test|{value}"}).json()["total"] == 1
     assert http.get("/Patient", params={"identifier": value}).json()["total"] == 1
     assert http.get("/Patient", params={"identifier": f"urn:other|{value}"}).json()["total"] == 0
+
+
+def test_compartment_search(http: httpx.Client) -> None:
+    pid = http.post("/Patient", json=patient()).json()["id"]
+    other = http.post("/Patient", json=patient()).json()["id"]
+    mine = {"resourceType": "Observation", "status": "final", "code": {"text": "poids"}}
+    a = http.post("/Observation", json={**mine, "subject": {"reference": f"Patient/{pid}"}})
+    b = http.post("/Observation", json={**mine, "performer": [{"reference": f"Patient/{pid}"}]})
+    http.post("/Observation", json={**mine, "subject": {"reference": f"Patient/{other}"}})
+    found = http.get(f"/Patient/{pid}/Observation").json()
+    assert {e["resource"]["id"] for e in found["entry"]} == {a.json()["id"], b.json()["id"]}
+    assert found["link"][0]["url"].split("?")[0].endswith(f"/Patient/{pid}/Observation")
+    assert http.get(f"/Patient/{pid}/Observation", params={"status": "final"}).json()["total"] == 2
+    assert http.get(f"/Patient/{pid}/Organization").status_code == 400  # not in the compartment
+    assert http.get(f"/Nope/{pid}/Observation").status_code == 404
+
+
+def test_summary_and_elements(http: httpx.Client) -> None:
+    body = patient(
+        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+        photo=[{"contentType": "image/png", "data": "AAAA"}],
+    )
+    pid = http.post("/Patient", json=body).json()["id"]
+
+    def one(**params: str) -> dict[str, Any]:
+        return dict(
+            http.get("/Patient", params={"_id": pid, **params}).json()["entry"][0]["resource"]
+        )
+
+    full = one()
+    assert "photo" in full and "text" in full
+    summary = one(_summary="true")
+    assert "photo" not in summary and "text" not in summary  # photo is not a summary element
+    assert summary["name"] == full["name"] and summary["birthDate"] == full["birthDate"]
+    assert {"code": "SUBSETTED"}.items() <= summary["meta"]["tag"][-1].items()
+    assert "text" not in one(_summary="data") and "photo" in one(_summary="data")
+    assert set(one(_summary="text")) == {"resourceType", "id", "meta", "text"}
+    assert set(one(_elements="gender,photo")) == {"resourceType", "id", "meta", "gender", "photo"}
+    assert http.get("/Patient", params={"_elements": "nonsense"}).status_code == 400
+    assert http.get("/Patient", params={"_summary": "maybe"}).status_code == 400
+    counted = http.get("/Patient", params={"_id": pid, "_summary": "count"}).json()
+    assert counted["total"] == 1 and counted["entry"] == []

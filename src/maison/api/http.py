@@ -257,6 +257,8 @@ class FhirEndpoint:
                     return ix.patch(ctx, tx, rtype, second, ctype or "", body, h.get("if-match"))
             elif n == 3 and seg[2] == "_history" and method == "GET":
                 return ix.history(ctx, tx, rtype, seg[1], params)
+            elif n == 3 and method in ("GET", "HEAD") and rtype in s.defs.compartments:
+                return ix.search(ctx, tx, seg[2], params, lenient, (rtype, seg[1]))
             elif n == 4 and seg[2] == "_history" and method in ("GET", "HEAD"):
                 return ix.vread(ctx, tx, rtype, seg[1], seg[3])
             return None

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl
 from maison.fhir.definitions import Definitions
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
 from maison.fhir.patch import apply_patch
-from maison.fhir.search import SearchQuery, parse_search
+from maison.fhir.search import SearchQuery, compartment_criterion, parse_search
+from maison.fhir.summary import elements, summarize
 from maison.store.interface import Stored, StoreTx
 
 Validate = Callable[[dict[str, Any]], list[Issue]]
@@ -269,13 +270,30 @@ def conditional_delete(ctx: Context, tx: StoreTx, res_type: str, query: str) -> 
 
 
 def search(
-    ctx: Context, tx: StoreTx, res_type: str, params: list[tuple[str, str]], lenient: bool
+    ctx: Context,
+    tx: StoreTx,
+    res_type: str,
+    params: list[tuple[str, str]],
+    lenient: bool,
+    compartment: tuple[str, str] | None = None,
 ) -> Result:
-    """search: https://hl7.org/fhir/R4/http.html#search (the searchset Bundle)."""
+    """search, also within a compartment: https://hl7.org/fhir/R4/http.html#search."""
     check_type(ctx, res_type)
     query = parse_search(ctx.defs, res_type, params, lenient=lenient or ctx.lenient)
-    page = tx.search(query)
     base = f"{ctx.base_url}/{res_type}"
+    if compartment is not None:
+        check_type(ctx, compartment[0])
+        query.criteria.append(compartment_criterion(ctx.defs, *compartment, res_type))
+        base = f"{ctx.base_url}/{compartment[0]}/{compartment[1]}/{res_type}"
+    page = tx.search(query)
+
+    def shaped(resource: dict[str, Any] | None) -> dict[str, Any] | None:
+        if resource is None:
+            return None
+        if query.elements is not None:
+            return elements(ctx.defs, resource, query.elements)
+        return summarize(ctx.defs, resource, query.summary)
+
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
         bundle["total"] = page.total
@@ -290,8 +308,8 @@ def search(
     bundle["link"] = links
     bundle["entry"] = [
         {
-            "fullUrl": f"{base}/{s.id}",
-            "resource": s.resource,
+            "fullUrl": f"{ctx.base_url}/{res_type}/{s.id}",
+            "resource": shaped(s.resource),
             "search": {"mode": "match"},
         }
         for s in page.entries

@@ -125,6 +125,8 @@ class SearchQuery:
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     sort: list[SortKey] = field(default_factory=list)
+    summary: str = "false"
+    elements: frozenset[str] | None = None
 
 
 def _split_values(raw: str) -> list[str]:
@@ -369,6 +371,31 @@ def _sort_key(defs: Definitions, rtype: str, key: str) -> SortKey:
     return SortKey(code, param.type, descending)
 
 
+def compartment_criterion(
+    defs: Definitions, compartment: str, owner_id: str, rtype: str
+) -> Criterion:
+    """Membership of ``compartment/owner_id`` for resources of ``rtype``, per the
+    CompartmentDefinition: https://hl7.org/fhir/R4/compartmentdefinition.html."""
+    members = defs.compartments.get(compartment)
+    if members is None:
+        raise FhirError(Category.NOT_FOUND, f"There is no {compartment} compartment")
+    codes = members.get(rtype) or []
+    if not codes:
+        raise FhirError(
+            Category.INVALID, f"{rtype} resources are not part of the {compartment} compartment"
+        )
+    if compartment == rtype:
+        return Criterion("_id", "token", None, (TokenValue(None, owner_id, True),))
+    ref = ReferenceValue(compartment, owner_id, None)
+    known = defs.search_params(rtype)
+    inner = tuple(
+        (rtype, Criterion(code, "reference", None, (ref,), known[code]))
+        for code in codes
+        if code in known
+    )
+    return Criterion(f"compartment:{compartment}", "any", None, (), None, chain=inner)
+
+
 def parse_search(
     defs: Definitions,
     resource_type: str,
@@ -389,8 +416,19 @@ def parse_search(
                 if raw not in ("none", "estimate", "accurate"):
                     raise FhirError(Category.INVALID, "_total must be none, estimate or accurate")
                 query.total = raw
-            elif name == "_summary" and raw == "count":
-                query.summary_count = True
+            elif name == "_summary":
+                from maison.fhir.summary import SUMMARY_MODES
+
+                if raw not in SUMMARY_MODES:
+                    raise FhirError(
+                        Category.INVALID, "_summary must be true, text, data, count or false"
+                    )
+                query.summary_count = raw == "count"
+                query.summary = raw
+            elif name == "_elements":
+                from maison.fhir.summary import parse_elements
+
+                query.elements = parse_elements(defs, resource_type, raw)
             elif name.startswith(("_include", "_revinclude")):
                 for value in _split_values(raw):
                     inc = _include(defs, name, value)

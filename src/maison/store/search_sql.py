@@ -73,6 +73,8 @@ def criterion(c: Criterion, row: FromClause = resource) -> ColumnElement[bool]:
     r = row.c
     if c.type == "has":
         return _reverse_chain(c, row)
+    if c.type == "any":  # one of several criteria (compartment membership)
+        return or_(*(criterion(inner, row) for _, inner in c.chain))
     if c.chain:
         return _forward_chain(c, row)
     if c.code == "_id" and c.modifier in (None, "not"):
