@@ -363,3 +363,29 @@ def test_sort_include_and_revinclude(store: SqlStore, defs: Definitions) -> None
         with pytest.raises(FhirError) as err:
             run("Observation", bad)
         assert err.value.category == Category.INVALID, bad
+
+
+def test_identifier_of_type(store: SqlStore, defs: Definitions) -> None:
+    v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+    body = {
+        "resourceType": "Patient",
+        "identifier": [
+            {
+                "type": {"coding": [{"system": v2, "code": "MR"}]},
+                "system": "urn:ipp",
+                "value": "42",
+            },
+            {"type": {"coding": [{"system": v2, "code": "NI"}]}, "system": "urn:x", "value": "7"},
+        ],
+    }
+    store.write(lambda tx: tx.create("Patient", body, "t1"))
+
+    def ids(value: str) -> list[str]:
+        q = parse_search(defs, "Patient", [("identifier:of-type", value)])
+        return sorted(s.id for s in store.read(lambda tx: tx.search(q)).entries)
+
+    assert ids(f"{v2}|MR|42") == ["t1"]
+    assert ids(f"{v2}|MR|7") == []
+    assert ids(f"{v2}|NI|7") == ["t1"]
+    with pytest.raises(FhirError):
+        ids("MR|42")

@@ -219,7 +219,7 @@ def _int_param(name: str, raw: str, minimum: int) -> int:
 MAX_CHAIN = 4
 _MODIFIERS: dict[str, set[str | None]] = {
     "string": {None, "exact", "contains"},
-    "token": {None, "not", "text"},
+    "token": {None, "not", "text", "of-type"},
     "reference": {None, "identifier"},
     "uri": {None, "below", "above"},
     "date": {None},
@@ -273,6 +273,14 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
     for v in _split_values(raw):
         if param.type == "string":
             values.append(v if mod == "exact" else fold(v))
+        elif mod == "of-type":
+            parts = v.split("|")
+            if len(parts) != 3 or not all(parts):
+                raise FhirError(
+                    Category.INVALID,
+                    f"{name}: :of-type takes type-system|type-code|value, not {v!r}",
+                )
+            values.append(TokenValue(parts[0], f"{parts[1]}|{parts[2]}", False))
         elif param.type == "token" or (param.type == "reference" and mod == "identifier"):
             values.append(fold(v) if mod == "text" else _token(v))
         elif param.type == "reference":

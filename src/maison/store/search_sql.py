@@ -92,7 +92,8 @@ def criterion(c: Criterion, row: FromClause = resource) -> ColumnElement[bool]:
         raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _id")
     kind = "token" if c.modifier == "identifier" else c.type
     table = INDEX_TABLES[kind].alias()
-    code = f"{c.code}:identifier" if c.modifier == "identifier" else c.code
+    # :identifier and :of-type have their own token rows (see maison.fhir.indexing)
+    code = f"{c.code}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.code
     t = table.c
     link = and_(t.res_type == r.res_type, t.res_id == r.res_id, t.code == code)
     if c.modifier == "missing":
