@@ -89,3 +89,45 @@ def test_ig_install_refuses_a_folder_without_definitions(
     out = _install(fresh_server, folder)
     assert out.returncode == 2
     assert "No StructureDefinition" in out.stderr
+
+
+def test_installed_search_parameter_reindexes_existing_resources(
+    fresh_server: Server, tmp_path: Path
+) -> None:
+    with fresh_server.client() as c:
+        for family in ("Lefèvre", "Noël"):
+            c.post(
+                "/Patient",
+                json={
+                    "resourceType": "Patient",
+                    "name": [{"family": family}],
+                    "birthDate": "1980-01-01",
+                },
+            )
+        assert c.get("/Patient", params={"family-initial": "L"}).status_code == 400  # unknown
+        guide = tmp_path / "guide"
+        guide.mkdir()
+        sp = {
+            "resourceType": "SearchParameter",
+            "id": "patient-family-initial",
+            "url": "https://example.org/fhir/SearchParameter/patient-family-initial",
+            "name": "FamilyInitial",
+            "status": "active",
+            "description": "The family name, searched from its first letters",
+            "code": "family-initial",
+            "base": ["Patient"],
+            "type": "string",
+            "expression": "Patient.name.family",
+        }
+        (guide / "SearchParameter-patient-family-initial.json").write_bytes(orjson.dumps(sp))
+        out = _install(fresh_server, guide)
+        assert out.returncode == 0, out.stderr
+        assert "2 resources reindexed" in out.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = c.get("/Patient", params={"family-initial": "lef"})
+            if r.status_code == 200:
+                break
+            time.sleep(0.3)
+        assert r.status_code == 200 and r.json()["total"] == 1  # older resources were reindexed
+        assert "family-initial" in c.get("/metadata").text

@@ -144,6 +144,8 @@ class FhirEndpoint:
         method = request.method
         segments = [s for s in request.url.path.split("/") if s]
         params = parse_qsl(request.url.query, keep_blank_values=True)
+        if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in params):
+            raise invalid("NUL characters are not allowed in URLs or search values")
         _check_accept(request, params)
         prefer = _prefer(request)
         ctype = _media(request.headers.get("content-type"))

@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -257,8 +257,69 @@ def ig_install(
     console.print(f"{written} conformance resources installed, {skipped} other resources skipped")
     for line in failures:
         console.print(f"[red]refused[/red] {line}")
+    bases = sorted(
+        {
+            base
+            for _, res in found
+            if res["resourceType"] == "SearchParameter"
+            for base in res.get("base", [])
+        }
+    )
+    if bases:
+        services.refresh()
+        _reindex(services, _concrete(services, bases))
     if failures:
         raise typer.Exit(1)
+
+
+def _concrete(services: Any, bases: list[str]) -> list[str]:
+    """Resource types to reindex for parameters on these bases (Resource: every type)."""
+    if any(b in ("Resource", "DomainResource") for b in bases):
+        return sorted(services.defs.resource_types)
+    return [b for b in bases if services.defs.is_resource_type(b)]
+
+
+def _reindex(services: Any, types: list[str], batch: int = 500) -> int:
+    """Recompute index rows type by type, in batches, with a progress bar."""
+    done = 0
+    with Progress(console=console) as progress:
+        for rtype in types:
+            task = progress.add_task(f"Reindexing {rtype}", total=None)
+            after: str | None = None
+            while True:
+                ids = services.store.reindex_ids(rtype, after, batch)
+                if not ids:
+                    break
+                done += services.store.write(
+                    lambda tx, ids=ids, rtype=rtype: tx.reindex(rtype, ids)
+                )
+                after = ids[-1]
+                progress.advance(task, len(ids))
+            progress.update(task, total=progress.tasks[task].completed)
+    console.print(f"{done} resources reindexed")
+    return done
+
+
+@app.command()
+def reindex(
+    types: Annotated[
+        list[str] | None, typer.Argument(help="Resource types (default: every type).")
+    ] = None,
+    data: DataOpt = DEFAULT_DATA,
+    state: StateOpt = None,
+) -> None:
+    """Recompute search index rows from the current versions (works while the server runs)."""
+    from maison.api.services import build_services
+
+    services = build_services(Settings(data=data, state=state, demo=False))
+    services.store.migrate()
+    services.store.check_keys("the state folder")
+    services.refresh()
+    unknown = [t for t in types or [] if not services.defs.is_resource_type(t)]
+    if unknown:
+        console.print(f"[red]Unknown resource type(s): {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    _reindex(services, types or sorted(services.defs.resource_types))
 
 
 def main() -> None:

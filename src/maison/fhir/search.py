@@ -415,6 +415,8 @@ def parse_search(
     query = SearchQuery(resource_type)
     unknown: list[Issue] = []
     for name, raw in params:
+        if "\x00" in name or "\x00" in raw:
+            raise FhirError(Category.INVALID, "NUL characters are not allowed in search values")
         if name in RESULT_PARAMS:
             if name == "_count":
                 query.count = min(_int_param("_count", raw, 0), MAX_COUNT)

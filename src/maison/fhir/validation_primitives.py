@@ -13,6 +13,9 @@ from xml.etree import ElementTree
 
 from maison.fhir.definitions import Definitions
 
+# https://hl7.org/fhir/R4/datatypes.html#string: no C0 controls but tab, CR, LF
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 XHTML_NS = "{http://www.w3.org/1999/xhtml}"
@@ -243,7 +246,12 @@ class PrimitiveChecker:
         """Return a problem description for ``value`` as a ``code`` primitive, or None if valid."""
         if type(value) is str:
             rx = self._fast.get(code)
-            if rx is not None and rx.fullmatch(value) is not None and len(value) < 4096:
+            if (
+                rx is not None
+                and rx.fullmatch(value) is not None
+                and len(value) < 4096
+                and _CONTROL.search(value) is None
+            ):
                 return None  # the common case: a short, well-formed string
         return self._check(code, value)
 
@@ -266,6 +274,12 @@ class PrimitiveChecker:
             return None
         if not isinstance(value, str):
             return f"must be a JSON string, not {type(value).__name__}"
+        bad = _CONTROL.search(value)
+        if bad is not None:
+            return (
+                f"contains the control character U+{ord(bad.group()):04X}; FHIR strings may only "
+                "use tab, carriage return and line feed below U+0020"
+            )
         if value == "":
             return "must not be empty (omit the element instead)"
         max_len = self._max_length.get(code)

@@ -228,6 +228,20 @@ class SqlStore:
             out.append(orjson.loads(raw))
         return out
 
+    def reindex_ids(self, res_type: str, after: str | None, limit: int) -> list[str]:
+        """Ids of current resources of a type, in id order, after ``after`` (for reindexing)."""
+        r = resource.c
+        conds = [r.res_type == res_type, r.deleted == false()]
+        if after is not None:
+            conds.append(r.res_id > after)
+        with self.engine.connect() as conn:
+            return [
+                row[0]
+                for row in conn.execute(
+                    select(r.res_id).where(*conds).order_by(r.res_id).limit(limit)
+                )
+            ]
+
     def count(self) -> int:
         """How many live resources are stored."""
         with self.engine.connect() as conn:
@@ -537,6 +551,17 @@ class SqlTx:
         self._swap(res_type, res_id, old_version, version, stamped, "PUT")
         self._queue_index(res_type, res_id, stamped)
         return Stored(res_type, res_id, version, self.now(), False, stamped, "PUT"), False
+
+    def reindex(self, res_type: str, ids: list[str]) -> int:
+        """Recompute the index rows of some resources from their current version (after new
+        search parameters were installed); the versions themselves are unchanged."""
+        done = 0
+        for stored in self._fetch(res_type, ids):
+            assert stored.resource is not None
+            self._drop_index(res_type, stored.id)
+            self._queue_index(res_type, stored.id, stored.resource)
+            done += 1
+        return done
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
         """Delete the current version (a tombstone version is written; history is kept)."""
