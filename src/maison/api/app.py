@@ -69,6 +69,7 @@ def prepare(settings: Settings) -> Services:
     services = build_services(settings)
     services.store.migrate()
     services.store.check_keys(str(settings.state_dir / "keys"))
+    services.store.analyze()
     services.refresh()
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)

@@ -213,6 +213,7 @@ def import_(
         for f in files:
             total += load_bundles(services, [orjson.loads(f.read_bytes())])
             progress.advance(task)
+    services.store.analyze()
     console.print(f"{total} resources written")
 
 
@@ -296,6 +297,7 @@ def _reindex(services: Any, types: list[str], batch: int = 500) -> int:
                 after = ids[-1]
                 progress.advance(task, len(ids))
             progress.update(task, total=progress.tasks[task].completed)
+    services.store.analyze()
     console.print(f"{done} resources reindexed")
     return done
 

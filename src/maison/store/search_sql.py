@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Select,
     and_,
     exists,
     false,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    union,
 )
 
 from maison.fhir.errors import Category, FhirError
@@ -68,73 +70,104 @@ def _date_match(v: object, low: Any, high: Any) -> ColumnElement[bool]:
     return conditions[v.prefix]
 
 
-def criterion(c: Criterion, row: FromClause = resource) -> ColumnElement[bool]:
-    """One criterion as a SQL condition on a resource row (the searched one, or a chained one)."""
-    r = row.c
+def selectivity(c: Criterion) -> int:
+    """How much a criterion usually narrows the result, from 0 (a range or a negation: never
+    drives the plan) to 5 (one resource's references or ids)."""
+    if c.modifier in ("not", "missing", "contains", "text", "above"):
+        return 0
+    if c.code == "_id" or (c.type == "reference" and not c.chain):
+        return 5
+    if c.type in ("has", "any") or c.chain:
+        return 4
+    if c.type == "token" and (c.code.endswith("identifier") or c.modifier == "identifier"):
+        return 5
+    return {"string": 3, "uri": 2, "token": 1}.get(c.type, 0)
+
+
+def plan(criteria: list[Criterion]) -> list[bool]:
+    """For each criterion, whether it is probed per row (True) or drives the plan as an
+    uncorrelated sub-query (False): the most selective one drives, the others are probed;
+    with no selective criterion at all, every one is a sub-query (index range scans)."""
+    ranks = [selectivity(c) for c in criteria]
+    if not ranks or max(ranks) == 0:
+        return [False] * len(criteria)
+    driver = ranks.index(max(ranks))
+    return [i != driver for i in range(len(criteria))]
+
+
+def criterion(c: Criterion, rtype: str, correlated: bool = False) -> ColumnElement[bool]:
+    """One criterion as a condition on the searched resource row. Uncorrelated membership
+    (``res_id IN (SELECT …)``) lets the planner start from a selective index; ``correlated``
+    (a per-row probe) suits ranges and negations once a selective criterion drives the plan."""
+    ids = matching_ids(c, rtype)
+    if not correlated:
+        return resource.c.res_id.in_(ids)
+    column = ids.selected_columns[0]
+    return exists(ids.where(column == resource.c.res_id))
+
+
+def matching_ids(c: Criterion, rtype: str) -> Select[Any]:
+    """SELECT of the ids of live ``rtype`` resources that match ``c``. Index rows exist only for
+    the current version of live resources, so no join with the resource table is needed."""
     if c.type == "has":
-        return _reverse_chain(c, row)
+        return _reverse_chain(c, rtype)
     if c.type == "any":  # one of several criteria (compartment membership)
-        return or_(*(criterion(inner, row) for _, inner in c.chain))
+        return union(*(matching_ids(inner, rtype) for _, inner in c.chain)).subquery().select()
     if c.chain:
-        return _forward_chain(c, row)
+        return _forward_chain(c, rtype)
+    r = resource.alias().c
+    live = [r.res_type == rtype, r.deleted == false()]
     if c.code == "_id" and c.modifier in (None, "not"):
         ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
         cond = r.res_id.in_(ids)
-        return not_(cond) if c.modifier == "not" else cond
+        return select(r.res_id).where(*live, not_(cond) if c.modifier == "not" else cond)
     if c.code == "_lastUpdated" and c.modifier is None:
         # a stored instant is the range [t, t]
-        return or_(*(_date_match(v, r.last_updated, r.last_updated) for v in c.values))
-    if c.code == "_lastUpdated":
-        raise FhirError(
-            Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _lastUpdated"
-        )
-    if c.code == "_id":
-        raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on _id")
+        dates = or_(*(_date_match(v, r.last_updated, r.last_updated) for v in c.values))
+        return select(r.res_id).where(*live, dates)
+    if c.code in ("_lastUpdated", "_id"):
+        raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on {c.code}")
     kind = "token" if c.modifier == "identifier" else c.type
     table = INDEX_TABLES[kind].alias()
     # :identifier and :of-type have their own token rows (see maison.fhir.indexing)
     code = f"{c.code}:{c.modifier}" if c.modifier in ("identifier", "of-type") else c.code
     t = table.c
-    link = and_(t.res_type == r.res_type, t.res_id == r.res_id, t.code == code)
+    rows = [t.res_type == rtype, t.code == code]
     if c.modifier == "missing":
-        present = exists().where(link)
-        return not_(present) if c.values[0] == "true" else present
+        present = select(t.res_id).where(*rows)
+        if c.values[0] == "false":
+            return present
+        return select(r.res_id).where(*live, r.res_id.not_in(present))
     matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
-    found = exists().where(link, or_(*matches))
-    return not_(found) if c.modifier == "not" else found
+    found = select(t.res_id).where(*rows, or_(*matches))
+    if c.modifier == "not":
+        return select(r.res_id).where(*live, r.res_id.not_in(found))
+    return found
 
 
-def _forward_chain(c: Criterion, row: FromClause) -> ColumnElement[bool]:
-    """The resource referred to by ``c.code`` matches the chained criterion
-    (https://hl7.org/fhir/R4/search.html#chaining)."""
+def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:
+    """Resources whose reference ``c.code`` points at a resource matching the chained
+    criterion (https://hl7.org/fhir/R4/search.html#chaining)."""
     ref = idx_reference.alias()
-    target = resource.alias()
-    return exists().where(
-        ref.c.res_type == row.c.res_type,
-        ref.c.res_id == row.c.res_id,
-        ref.c.code == c.code,
-        target.c.res_type == ref.c.target_type,
-        target.c.res_id == ref.c.target_id,
-        target.c.deleted == false(),
-        or_(*(and_(target.c.res_type == t, criterion(inner, target)) for t, inner in c.chain)),
+    targets = or_(
+        *(
+            and_(ref.c.target_type == t, ref.c.target_id.in_(matching_ids(inner, t)))
+            for t, inner in c.chain
+        )
     )
+    return select(ref.c.res_id).where(ref.c.res_type == rtype, ref.c.code == c.code, targets)
 
 
-def _reverse_chain(c: Criterion, row: FromClause) -> ColumnElement[bool]:
-    """Some resource of another type refers to this one and matches the inner criterion
-    (https://hl7.org/fhir/R4/search.html#has)."""
+def _reverse_chain(c: Criterion, rtype: str) -> Select[Any]:
+    """Resources referred to (by ``c.code``) from some resource of another type that matches
+    the inner criterion (https://hl7.org/fhir/R4/search.html#has)."""
     ((htype, inner),) = c.chain
     ref = idx_reference.alias()
-    other = resource.alias()
-    return exists().where(
-        other.c.res_type == htype,
-        other.c.deleted == false(),
-        ref.c.res_type == other.c.res_type,
-        ref.c.res_id == other.c.res_id,
+    return select(ref.c.target_id).where(
+        ref.c.res_type == htype,
         ref.c.code == c.code,
-        ref.c.target_type == row.c.res_type,
-        ref.c.target_id == row.c.res_id,
-        criterion(inner, other),
+        ref.c.target_type == rtype,
+        ref.c.res_id.in_(matching_ids(inner, htype)),
     )
 
 

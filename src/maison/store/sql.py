@@ -48,7 +48,7 @@ from maison.store.schema import (
     resource_history,
     store_meta,
 )
-from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion, order_by
+from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion, order_by, plan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +106,8 @@ class SqlStore:
         self.engine = _make_engine(url, self.settings)
         self.dialect = self.engine.dialect.name
         self._committer: GroupCommitter | None = None
+        self._written = 0  # resources written by this process (drives SQLite ANALYZE)
+        self._analyzed_at = 0
         database = self.engine.url.database if self.dialect == "sqlite" else None
         self._lock_path = f"{database}.writelock" if database and database != ":memory:" else None
         self._committer_lock = threading.Lock()
@@ -201,6 +203,30 @@ class SqlStore:
         with self.engine.begin() as conn:
             conn.execute(delete(store_meta).where(store_meta.c.key == key))
             conn.execute(store_meta.insert().values(key=key, value=value))
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics. SQLite has no autovacuum to do it, and without
+        them it drives searches from the wrong index (a 1000x difference); PostgreSQL's
+        autovacuum keeps them, this only hastens it after bulk loads."""
+        with self.write_lock(), self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")  # sampled: milliseconds
+                conn.exec_driver_sql("ANALYZE")
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            conn.commit()
+        self._analyzed_at = self._written
+
+    def _maybe_analyze(self, written: int) -> None:
+        """After writes: re-analyze (SQLite) once the data grew by half since the last time."""
+        self._written += written
+        if self.dialect == "sqlite" and self._written - self._analyzed_at > max(
+            1000, self._analyzed_at // 2
+        ):
+            try:
+                self.analyze()
+            except DBAPIError:
+                log.warning("ANALYZE failed; search plans may be slow", exc_info=True)
 
     def ping(self) -> None:
         """Check that the database answers."""
@@ -321,6 +347,7 @@ class GroupCommitter:
     def _run(self, batch: list[tuple[Callable[[SqlTx], Any], Future[Any]]]) -> None:
         done: list[tuple[Future[Any], Any]] = []
         pending = [fut for _, fut in batch]
+        written = 0
         try:
             with self.store.write_lock(), self.store.engine.connect() as conn:
                 if self.store.dialect == "sqlite":
@@ -339,6 +366,7 @@ class GroupCommitter:
                             pending.remove(fut)
                         else:
                             savepoint.commit()
+                            written += tx.written
                             done.append((fut, result))
         except BaseException as exc:  # the commit itself failed: nothing was acknowledged
             err = db_error(exc) if isinstance(exc, DBAPIError) else exc
@@ -348,6 +376,7 @@ class GroupCommitter:
             return
         for fut, result in done:
             fut.set_result(result)
+        self.store._maybe_analyze(written)
 
 
 def _make_engine(url: str, settings: StoreSettings) -> Engine:
@@ -397,6 +426,7 @@ class SqlTx:
     _pending: set[tuple[str, str]] = field(default_factory=set)
     _now: str | None = None
     _snapshot: bool = False
+    written: int = 0  # new resources inserted by this unit
 
     def snapshot(self) -> None:
         """Make the following reads see one consistent state (SQLite read-only units)."""
@@ -417,6 +447,7 @@ class SqlTx:
         """Send batched inserts to the database."""
         if self._res_rows:
             self._insert(resource, self._res_rows)
+            self.written += len(self._res_rows)
             self._res_rows = []
         if self._hist_rows:
             self._insert(resource_history, self._hist_rows)
@@ -716,7 +747,10 @@ class SqlTx:
         self.snapshot()
         r = resource.c
         conds: list[ColumnElement[bool]] = [r.res_type == query.resource_type, r.deleted == false()]
-        conds.extend(criterion(c) for c in query.criteria)
+        conds.extend(
+            criterion(c, query.resource_type, correlated=probe)
+            for c, probe in zip(query.criteria, plan(query.criteria), strict=True)
+        )
         total = None
         if query.total == "accurate" or query.summary_count:
             total = int(
