@@ -15,7 +15,12 @@ from urllib.parse import parse_qsl
 from maison.fhir.definitions import Definitions
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
 from maison.fhir.patch import apply_patch
-from maison.fhir.search import SearchQuery, compartment_criterion, parse_search
+from maison.fhir.search import (
+    SearchQuery,
+    compartment_criterion,
+    encode_cursor,
+    parse_search,
+)
 from maison.fhir.summary import elements, summarize
 from maison.store.interface import Stored, StoreTx
 
@@ -297,12 +302,15 @@ def search(
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
         bundle["total"] = page.total
-    kept = [(k, v) for k, v in params if k != "_offset" and k not in query.ignored]
-    links = [{"relation": "self", "url": _url(base, [*kept, ("_offset", str(query.offset))])}]
-    if page.has_more:
-        nxt = [*kept, ("_offset", str(query.offset + query.count))]
+    kept = [(k, v) for k, v in params if k not in ("_offset", "_cursor") and k not in query.ignored]
+    links = [{"relation": "self", "url": _url(base, params_without_ignored(params, query))}]
+    if page.has_more and page.entries:
+        if query.sort:  # sorted results page by offset
+            nxt = [*kept, ("_offset", str(query.offset + query.count))]
+        else:  # keyset: stays right while resources are written between pages
+            nxt = [*kept, ("_cursor", encode_cursor(page.entries[-1].id))]
         links.append({"relation": "next", "url": _url(base, nxt)})
-    if query.offset > 0:
+    if query.sort and query.offset > 0:
         prev = [*kept, ("_offset", str(max(0, query.offset - query.count)))]
         links.append({"relation": "previous", "url": _url(base, prev)})
     bundle["link"] = links
@@ -404,6 +412,13 @@ def validate_op(ctx: Context, res_type: str, body: Any) -> Result:
         )
     issues = ctx.validate(resource)
     return Result(200, operation_outcome(issues))
+
+
+def params_without_ignored(
+    params: list[tuple[str, str]], query: SearchQuery
+) -> list[tuple[str, str]]:
+    """The request's parameters minus those ignored under ``handling=lenient``."""
+    return [(k, v) for k, v in params if k not in query.ignored]
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:

@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/search.html
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 from maison.fhir.definitions import Definitions, SearchParam
@@ -15,6 +16,7 @@ RESULT_PARAMS = frozenset(
     {
         "_count",
         "_offset",
+        "_cursor",
         "_sort",
         "_total",
         "_summary",
@@ -127,6 +129,7 @@ class SearchQuery:
     sort: list[SortKey] = field(default_factory=list)
     summary: str = "false"
     elements: frozenset[str] | None = None
+    after: str | None = None  # keyset cursor: the last id of the previous page
 
 
 def _split_values(raw: str) -> list[str]:
@@ -204,6 +207,23 @@ def _number(raw: str, code: str, quantity: bool) -> NumberValue:
             Category.INVALID, f"Search parameter '{code}': '{raw}' is not a valid {kind}"
         )
     return NumberValue(prefix, rng[0], rng[1], rng[2], system or None, unit or None)
+
+
+def encode_cursor(last_id: str) -> str:
+    """An opaque paging cursor after ``last_id`` (https://hl7.org/fhir/R4/http.html#paging)."""
+    return base64.urlsafe_b64encode(f"1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> str:
+    """The id a cursor made by :func:`encode_cursor` points after."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    version, _, last_id = text.partition(":")
+    if version != "1" or not last_id:
+        raise FhirError(Category.INVALID, "_cursor is not a paging cursor of this server")
+    return last_id
 
 
 def _int_param(name: str, raw: str, minimum: int) -> int:
@@ -422,6 +442,8 @@ def parse_search(
                 query.count = min(_int_param("_count", raw, 0), MAX_COUNT)
             elif name == "_offset":
                 query.offset = _int_param("_offset", raw, 0)
+            elif name == "_cursor":
+                query.after = decode_cursor(raw)
             elif name == "_total":
                 if raw not in ("none", "estimate", "accurate"):
                     raise FhirError(Category.INVALID, "_total must be none, estimate or accurate")

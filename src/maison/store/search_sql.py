@@ -263,7 +263,7 @@ def order_by(keys: list[SortKey]) -> list[ColumnElement[Any]]:
     without a value come last; the id breaks ties so pages are stable."""
     r = resource.c
     if not keys:
-        return [r.last_updated.desc(), r.res_id]
+        return [r.res_id]  # stable under updates: keyset paging follows it
     out: list[ColumnElement[Any]] = []
     for key in keys:
         if key.type == "column":

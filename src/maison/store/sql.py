@@ -760,6 +760,8 @@ class SqlTx:
             )
         if query.summary_count or query.count == 0:
             return SearchPage([], total, False)
+        if query.after is not None and not query.sort:
+            conds.append(r.res_id > query.after)
         rows = self.conn.execute(
             select(r.res_id, r.version, r.last_updated, resource_history.c.content)
             .select_from(CURRENT)
