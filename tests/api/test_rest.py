@@ -205,6 +205,7 @@ def test_validate_operation(http: httpx.Client) -> None:
         ),
         ("GET", "/Patient?family=a%00b", b"", {}, 400),
         ("GET", "/Patient/a%00b", b"", {}, 400),
+        ("GET", "/Patient?family=" + "x" * 10_000, b"", {}, 414),
         ("PUT", "/Patient/abc", b'{"resourceType":"Patient","id":"xyz"}', {}, 400),
         ("PUT", "/Patient/abc", b'{"resourceType":"Patient"}', {}, 400),
         ("PUT", "/Patient/bad$id", b'{"resourceType":"Patient","id":"bad$id"}', {}, 400),

@@ -389,3 +389,36 @@ def test_identifier_of_type(store: SqlStore, defs: Definitions) -> None:
     assert ids(f"{v2}|NI|7") == ["t1"]
     with pytest.raises(FhirError):
         ids("MR|42")
+
+
+def test_runaway_statements_are_stopped(
+    store: SqlStore, backend: str, defs: Definitions, data_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from maison.store.sql import StoreSettings, db_error
+
+    if backend == "sqlite":
+        bodies = [{"resourceType": "Basic", "code": {"text": f"x{i}"}} for i in range(3000)]
+        store.write(lambda tx: [tx.create("Basic", b) for b in bodies])
+        store.settings.statement_timeout_ms = 0  # every statement is already over time
+        q = parse_search(defs, "Basic", [("code:text", "x")])
+        with pytest.raises(FhirError) as err:
+            store.read(lambda tx: tx.search(q))
+        assert err.value.category == Category.TIMEOUT
+        store.settings.statement_timeout_ms = 30_000
+        assert len(store.read(lambda tx: tx.search(q)).entries) == 20
+    else:
+        slow = SqlStore(
+            Settings(data=data_url).database_url,
+            store.keyring,
+            Indexer(defs).extract,
+            settings=StoreSettings(statement_timeout_ms=50),
+        )
+        try:
+            with pytest.raises(DBAPIError) as exc, slow.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_sleep(2)")
+            mapped = db_error(exc.value)
+            assert isinstance(mapped, FhirError) and mapped.category == Category.TIMEOUT
+        finally:
+            slow.close()

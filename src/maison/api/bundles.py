@@ -38,6 +38,7 @@ REASONS = {
     410: "Gone",
     412: "Precondition Failed",
     413: "Payload Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
     422: "Unprocessable Entity",
     500: "Internal Server Error",

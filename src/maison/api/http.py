@@ -32,6 +32,7 @@ FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "xml")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+MAX_QUERY = 8192
 
 
 def fhir_response(
@@ -142,6 +143,12 @@ class FhirEndpoint:
         if principal is None:
             principal = await run_in_threadpool(auth.authenticate, header)
         method = request.method
+        if len(request.url.query) > MAX_QUERY:
+            raise FhirError(
+                Category.URI_TOO_LONG,
+                f"The query string is longer than {MAX_QUERY} characters; "
+                "send long searches as POST [type]/_search with a form body",
+            )
         segments = [s for s in request.url.path.split("/") if s]
         params = parse_qsl(request.url.query, keep_blank_values=True)
         if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in params):

@@ -24,6 +24,7 @@ class Category(StrEnum):
     NOT_SUPPORTED = "not-supported"  # 400/405: interaction or parameter not supported
     METHOD_NOT_ALLOWED = "method-not-allowed"  # 405
     TOO_LARGE = "too-large"  # 413
+    URI_TOO_LONG = "uri-too-long"  # 414
     MEDIA_TYPE = "media-type"  # 415
     NOT_ACCEPTABLE = "not-acceptable"  # 406
     TIMEOUT = "timeout"  # 503 (statement timeout)
@@ -43,6 +44,7 @@ ISSUE_CODE: dict[Category, str] = {
     Category.NOT_SUPPORTED: "not-supported",
     Category.METHOD_NOT_ALLOWED: "not-supported",
     Category.TOO_LARGE: "too-costly",
+    Category.URI_TOO_LONG: "too-costly",
     Category.MEDIA_TYPE: "not-supported",
     Category.NOT_ACCEPTABLE: "not-supported",
     Category.TIMEOUT: "timeout",

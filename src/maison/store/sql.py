@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -51,6 +53,7 @@ from maison.store.schema import (
 from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion, order_by, plan
 
 log = logging.getLogger(__name__)
+_deadline = threading.local()  # SQLite: when the running statement must be interrupted
 T = TypeVar("T")
 MAX_INCLUDED = 1000  # included resources per page
 
@@ -150,6 +153,13 @@ class SqlStore:
     def read(self, fn: Callable[[SqlTx], T]) -> T:
         """Run ``fn`` in a read-only unit; a pooled connection found dead (database restarted)
         is replaced once, since reading again is harmless (writes answer 503 instead)."""
+        _deadline.at = time.monotonic() + self.settings.statement_timeout_ms / 1000
+        try:
+            return self._read(fn)
+        finally:
+            _deadline.at = math.inf
+
+    def _read(self, fn: Callable[[SqlTx], T]) -> T:
         try:
             with self.transaction(write=False) as tx:
                 return fn(tx)
@@ -293,7 +303,7 @@ def db_error(exc: DBAPIError) -> FhirError | DBAPIError:
         return FhirError(Category.CONFLICT, "Conflicting concurrent write; retry the request")
     if "locked" in text or "busy" in text:
         return FhirError(Category.TIMEOUT, "The store is busy; retry the request")
-    if "statement timeout" in text or "canceling statement" in text:
+    if "statement timeout" in text or "canceling statement" in text or "interrupted" in text:
         return FhirError(Category.TIMEOUT, "The query took too long and was stopped")
     if "could not serialize" in text or "deadlock" in text:
         return FhirError(Category.CONFLICT, "Conflicting concurrent write; retry the request")
@@ -393,6 +403,10 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
+            # the statement timeout PostgreSQL has natively: checked every ~50k VM steps
+            dbapi_conn.set_progress_handler(
+                lambda: time.monotonic() > getattr(_deadline, "at", math.inf), 50_000
+            )
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
