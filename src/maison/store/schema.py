@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+# Columns searched with LIKE 'prefix%' (string default search, uri :below).
+PATTERN_COLUMNS = frozenset({"value_folded"})
 
 _bigint_pk = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -72,7 +74,12 @@ def _index_table(name: str, *columns: Column[object], indexes: list[tuple[str, .
     )
     Index(f"ix_{name}_res", table.c.res_type, table.c.res_id)
     for cols in indexes:
-        Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in ("res_type", "code", *cols)))
+        Index(
+            f"ix_{name}_{'_'.join(cols)}",
+            *(table.c[c] for c in ("res_type", "code", *cols)),
+            # LIKE 'prefix%' can use the index under any collation
+            postgresql_ops={c: "text_pattern_ops" for c in cols if c in PATTERN_COLUMNS},
+        )
     return table
 
 
