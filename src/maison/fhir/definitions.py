@@ -107,8 +107,11 @@ def expression_for(expression: str | None, base: str, bases: list[str]) -> str |
         return None
     if len(bases) == 1:
         return expression
-    parts = [p for p in split_union(expression) if _head_identifier(p) == base]
-    return " | ".join(parts) if parts else None
+    parts = split_union(expression)
+    if not any(_head_identifier(p)[:1].isupper() for p in parts):
+        return expression  # written relative to the resource (as some guides do): every base
+    typed = [p for p in parts if _head_identifier(p) == base]
+    return " | ".join(typed) if typed else None
 
 
 @dataclass(eq=False)

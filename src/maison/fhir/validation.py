@@ -39,11 +39,10 @@ def _error(out: list[Issue], code: str, message: str, loc: str) -> None:
     out.append(Issue("error", code, message, (loc,)))
 
 
-# Tooling extensions whose context moved after R4: current SUSHI / IG Publisher snapshots put
-# structuredefinition-fhir-type on ElementDefinition.type (R4 says ElementDefinition.type.code).
-_MOVED_EXTENSIONS = frozenset(
-    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"}
-)
+# HL7 tooling extensions inside ElementDefinitions (structuredefinition-fhir-type, regex…) are
+# placed by the snapshot generators where R4 core itself puts them (ElementDefinition.type),
+# whatever context their R4 definitions declare: a warning there, an error anywhere else.
+_CORE_EXTENSIONS = "http://hl7.org/fhir/StructureDefinition/"
 
 
 class Validator:
@@ -484,7 +483,10 @@ class _Walk:
             for url in rule.type_profiles.get(code, ()) if code != "Extension" else ():
                 profile = self.v.definition(url)
                 if profile is not None:
+                    saved = self.container
+                    self.container = (rule.path, code)  # still inside this element's type
                     self.obj(item, profile.root, loc, False)
+                    self.container = saved
                     self.invariants(profile.root.invariants, item, code, loc)
             if invariants:
                 backbone = code in ("BackboneElement", "Element", "")
@@ -627,7 +629,9 @@ class _Walk:
                 f"{loc}: extension {url} is not allowed on {self.container[0]} "
                 f"(its context is {where})"
             )
-            if url in _MOVED_EXTENSIONS:
+            if url.startswith(_CORE_EXTENSIONS) and self.container[0].startswith(
+                "ElementDefinition"
+            ):
                 self.out.append(Issue("warning", "business-rule", message, (loc,)))
             else:
                 _error(self.out, "business-rule", message, loc)
