@@ -98,33 +98,45 @@ def plan(criteria: list[Criterion]) -> list[bool]:
 def criterion(c: Criterion, rtype: str, correlated: bool = False) -> ColumnElement[bool]:
     """One criterion as a condition on the searched resource row. Uncorrelated membership
     (``res_id IN (SELECT …)``) lets the planner start from a selective index; ``correlated``
-    (a per-row probe) suits ranges and negations once a selective criterion drives the plan."""
-    ids = matching_ids(c, rtype)
+    (a per-row probe, NOT EXISTS for negations) suits ranges and negations once a selective
+    criterion drives the plan."""
+    negated, ids = _positive(c, rtype)
     if not correlated:
-        return resource.c.res_id.in_(ids)
+        return resource.c.res_id.not_in(ids) if negated else resource.c.res_id.in_(ids)
     column = ids.selected_columns[0]
-    return exists(ids.where(column == resource.c.res_id))
+    probe = exists(ids.where(column == resource.c.res_id))
+    return not_(probe) if negated else probe
 
 
 def matching_ids(c: Criterion, rtype: str) -> Select[Any]:
-    """SELECT of the ids of live ``rtype`` resources that match ``c``. Index rows exist only for
-    the current version of live resources, so no join with the resource table is needed."""
+    """SELECT of the ids of live ``rtype`` resources that match ``c`` (used inside chains)."""
+    negated, ids = _positive(c, rtype)
+    if not negated:
+        return ids
+    r = resource.alias().c
+    return select(r.res_id).where(r.res_type == rtype, r.deleted == false(), r.res_id.not_in(ids))
+
+
+def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
+    """(negated, ids): the ids matching ``c`` without its negation (``:not``,
+    ``:missing=true``), and whether the criterion wants the complement. Index rows exist only
+    for the current version of live resources, so no join with the resource table is needed."""
     if c.type == "has":
-        return _reverse_chain(c, rtype)
+        return False, _reverse_chain(c, rtype)
     if c.type == "any":  # one of several criteria (compartment membership)
-        return union(*(matching_ids(inner, rtype) for _, inner in c.chain)).subquery().select()
+        union_all = union(*(matching_ids(inner, rtype) for _, inner in c.chain))
+        return False, union_all.subquery().select()
     if c.chain:
-        return _forward_chain(c, rtype)
+        return False, _forward_chain(c, rtype)
     r = resource.alias().c
     live = [r.res_type == rtype, r.deleted == false()]
     if c.code == "_id" and c.modifier in (None, "not"):
         ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code]
-        cond = r.res_id.in_(ids)
-        return select(r.res_id).where(*live, not_(cond) if c.modifier == "not" else cond)
+        return c.modifier == "not", select(r.res_id).where(*live, r.res_id.in_(ids))
     if c.code == "_lastUpdated" and c.modifier is None:
         # a stored instant is the range [t, t]
         dates = or_(*(_date_match(v, r.last_updated, r.last_updated) for v in c.values))
-        return select(r.res_id).where(*live, dates)
+        return False, select(r.res_id).where(*live, dates)
     if c.code in ("_lastUpdated", "_id"):
         raise FhirError(Category.INVALID, f"Modifier ':{c.modifier}' is not allowed on {c.code}")
     kind = "token" if c.modifier == "identifier" else c.type
@@ -134,15 +146,9 @@ def matching_ids(c: Criterion, rtype: str) -> Select[Any]:
     t = table.c
     rows = [t.res_type == rtype, t.code == code]
     if c.modifier == "missing":
-        present = select(t.res_id).where(*rows)
-        if c.values[0] == "false":
-            return present
-        return select(r.res_id).where(*live, r.res_id.not_in(present))
+        return c.values[0] == "true", select(t.res_id).where(*rows)
     matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
-    found = select(t.res_id).where(*rows, or_(*matches))
-    if c.modifier == "not":
-        return select(r.res_id).where(*live, r.res_id.not_in(found))
-    return found
+    return c.modifier == "not", select(t.res_id).where(*rows, or_(*matches))
 
 
 def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:
