@@ -81,6 +81,11 @@ def selectivity(c: Criterion) -> int:
         return 4
     if c.type == "token" and (c.code.endswith("identifier") or c.modifier == "identifier"):
         return 5
+    if c.type == "date" and all(
+        isinstance(v, DateValue) and v.prefix == "eq" and v.low[:10] == v.high[:10]
+        for v in c.values
+    ):
+        return 4  # one day (a birth date): a few resources, unlike a range or a year
     return {"string": 3, "uri": 2, "token": 1}.get(c.type, 0)
 
 

@@ -402,6 +402,9 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
             cur.execute("PRAGMA busy_timeout=15000")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
+            # stored and searched strings are case-folded (URIs are case-sensitive anyway):
+            # a case-sensitive LIKE lets 'prefix%' use the index as a range
+            cur.execute("PRAGMA case_sensitive_like=ON")
             cur.close()
             # the statement timeout PostgreSQL has natively: checked every ~50k VM steps
             dbapi_conn.set_progress_handler(
