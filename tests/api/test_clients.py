@@ -81,3 +81,38 @@ def test_fhirclient_create_read_update(server: Any) -> None:
     fetched = FcObservation.read(out["id"], smart)
     assert fetched.valueQuantity.value == 61.5
     assert fetched.subject.reference == f"Patient/{pid}"
+
+
+def test_fhirpy_chains_and_includes_match_raw_http(server: Any, http: httpx.Client) -> None:
+    client = SyncFHIRClient(server.base_url, authorization=f"Bearer {server.token}")
+    family = f"Chaîne{uuid.uuid4().hex[:8]}"
+    patient = client.resource("Patient", name=[{"family": family}])
+    patient.save()
+    obs_ids = set()
+    for code in ("8867-4", "29463-7"):
+        obs = client.resource(
+            "Observation",
+            status="final",
+            code={"coding": [{"system": "http://loinc.org", "code": code}]},
+            subject=patient.to_reference(),
+        )
+        obs.save()
+        obs_ids.add(obs.id)
+    chained = client.resources("Observation").search(**{"subject:Patient.family": family})
+    assert {o.id for o in chained.fetch_all()} == obs_ids
+    raw = http.get("/Observation", params={"subject:Patient.family": family}).json()
+    assert {e["resource"]["id"] for e in raw["entry"]} == obs_ids
+
+    bundle = (
+        client.resources("Observation")
+        .search(**{"subject:Patient.family": family})
+        .include("Observation", "subject")
+        .fetch_raw()
+    )
+    modes = sorted((e["search"]["mode"], e["resource"]["resourceType"]) for e in bundle.entry)
+    assert modes == [("include", "Patient"), ("match", "Observation"), ("match", "Observation")]
+    rev = client.resources("Patient").search(_id=patient.id).revinclude("Observation", "subject")
+    raw_rev = http.get(
+        "/Patient", params={"_id": patient.id, "_revinclude": "Observation:subject"}
+    ).json()
+    assert len(rev.fetch_raw().entry) == len(raw_rev["entry"]) == 3
