@@ -158,15 +158,23 @@ def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
 
 def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:
     """Resources whose reference ``c.code`` points at a resource matching the chained
-    criterion (https://hl7.org/fhir/R4/search.html#chaining)."""
-    ref = idx_reference.alias()
-    targets = or_(
-        *(
-            and_(ref.c.target_type == t, ref.c.target_id.in_(matching_ids(inner, t)))
-            for t, inner in c.chain
+    criterion (https://hl7.org/fhir/R4/search.html#chaining). One branch per possible target
+    type, combined by UNION: an OR of them keeps PostgreSQL from starting at the (selective)
+    inner criterion and walks every reference instead (7 s against 5 ms at 1M resources)."""
+    branches = []
+    for target, inner in c.chain:
+        ref = idx_reference.alias()
+        branches.append(
+            select(ref.c.res_id).where(
+                ref.c.res_type == rtype,
+                ref.c.code == c.code,
+                ref.c.target_type == target,
+                ref.c.target_id.in_(matching_ids(inner, target)),
+            )
         )
-    )
-    return select(ref.c.res_id).where(ref.c.res_type == rtype, ref.c.code == c.code, targets)
+    if len(branches) == 1:
+        return branches[0]
+    return union(*branches).subquery().select()
 
 
 def _reverse_chain(c: Criterion, rtype: str) -> Select[Any]:
