@@ -421,7 +421,12 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+        # custom plans only: a search's selectivity lives in its values (an id, a code), which a
+        # generic plan of a prepared statement cannot see (7 s instead of 14 ms at 1M)
+        connect_args["options"] = (
+            f"-c statement_timeout={settings.statement_timeout_ms} "
+            "-c plan_cache_mode=force_custom_plan"
+        )
     return create_engine(
         url,
         pool_size=settings.pool_size,
