@@ -40,6 +40,10 @@ def _qty(value: float, code: str) -> dict[str, Any]:
     return {"value": value, "unit": code, "system": UCUM, "code": code}
 
 
+def _loinc(code: str) -> dict[str, Any]:
+    return {"coding": [{"system": LOINC, "code": code}]}
+
+
 def _obs(code: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Observation", "status": "final", "code": code, **extra}
 
@@ -175,6 +179,23 @@ RESOURCES: dict[str, dict[str, Any]] = {
         {"coding": [{"code": "2339-0"}]},
         subject={"reference": "@pat_jose"},
         effectiveDateTime="2022-02-02",
+    ),
+    # blood pressure panels: components bind a code to its own value (composite search)
+    "obs_bp_high": _obs(
+        {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]},
+        subject={"reference": "@pat_anne"},
+        component=[
+            {"code": _loinc("8480-6"), "valueQuantity": _qty(150, "mm[Hg]")},
+            {"code": _loinc("8462-4"), "valueQuantity": _qty(95, "mm[Hg]")},
+        ],
+    ),
+    "obs_bp_odd": _obs(
+        {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]},
+        subject={"reference": "@pat_anne"},
+        component=[
+            {"code": _loinc("8480-6"), "valueQuantity": _qty(110, "mm[Hg]")},
+            {"code": _loinc("8462-4"), "valueQuantity": _qty(150, "mm[Hg]")},
+        ],
     ),
     "ra_low": _risk(0.1),
     "ra_mid": _risk(0.25),

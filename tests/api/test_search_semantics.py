@@ -37,6 +37,7 @@ def client(server: Any) -> Iterator[httpx.Client]:
 ALL_PATIENTS = {n for n, r in RESOURCES.items() if r["resourceType"] == "Patient"} | {LATE}
 TX_PATIENTS = ALL_PATIENTS - {LATE}
 GLUCOSE = {"obs_a", "obs_b", "obs_c", "obs_d"}
+BP = {"obs_bp_high", "obs_bp_odd"}
 
 
 def row(rid: str, query: str, expected: set[str] | frozenset[str], *marks: Any) -> Any:
@@ -79,14 +80,14 @@ ROWS = [
     row("token-coding-system-code", "Observation?code=http://loinc.org|2339-0", GLUCOSE),
     row("token-coding-no-system", "Observation?code=|2339-0", {"obs_local"}),
     row("token-coding-system-only", "Observation?code=http://loinc.org|",
-        GLUCOSE | {"obs_weight", "obs_hr"}),
+        GLUCOSE | {"obs_weight", "obs_hr"} | BP),
     row("token-code-boolean-true", "Patient?active=true", {"pat_helene"}),
     row("token-code-boolean-false", "Patient?active=false", {"pat_heloise"}),
     # :not includes resources without any value
     row("token-not-includes-missing", "Patient?gender:not=female",
         {"pat_marc", "pat_jose", "pat_zoe", "pat_comma"}),
     row("token-not-system-code", "Observation?code:not=http://loinc.org|2339-0",
-        {"obs_weight", "obs_hr", "obs_local"}),
+        {"obs_weight", "obs_hr", "obs_local"} | BP),
     # :text: CodeableConcept.text, Coding.display, Identifier.type.text
     row("token-text-concept-text", "Observation?code:text=glycemie", {"obs_a"}),
     row("token-text-coding-display", "Observation?code:text=glucose", GLUCOSE),
@@ -200,6 +201,27 @@ ROWS = [
     row("quantity-ne", "Observation?value-quantity=ne5.4|http://unitsofmeasure.org|mmol/L",
         {"obs_c", "obs_d"}),
 
+    # --- composite: https://hl7.org/fhir/R4/search.html#composite --------------------------
+    # both components must match within the same repetition (the same Observation.component)
+    row("composite-code-value-quantity", "Observation?code-value-quantity=http://loinc.org|2339-0$gt5.45",
+        {"obs_c"}),
+    row("composite-bare-code", "Observation?code-value-quantity=29463-7$72", {"obs_weight"}),
+    row("composite-value-with-unit",
+        "Observation?code-value-quantity=2339-0$5.4|http://unitsofmeasure.org|mmol/L",
+        {"obs_a", "obs_b"}),
+    row("composite-component-same-repetition",
+        "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt140",
+        {"obs_bp_high"}),
+    row("composite-component-other-repetition-ignored",
+        "Observation?component-code-value-quantity=8462-4$lt100", {"obs_bp_high"}),
+    row("composite-or", "Observation?component-code-value-quantity=8480-6$gt140,8462-4$gt140",
+        {"obs_bp_high", "obs_bp_odd"}),
+    row("composite-and", "Observation?component-code-value-quantity=8480-6$gt100"
+        "&component-code-value-quantity=8462-4$gt100", {"obs_bp_odd"}),
+    row("composite-combo-root-or-component", "Observation?combo-code-value-quantity=8480-6$110",
+        {"obs_bp_odd"}),
+    row("composite-no-match", "Observation?code-value-quantity=2339-0$72", set()),
+
     # --- uri: https://hl7.org/fhir/R4/search.html#uri ---------------------------------------
     row("uri-exact", "Device?url=http://acme.org/devices/glucometer", {"dev_b"}),
     row("uri-exact-trailing-slash", "Device?url=http://acme.org/devices/glucometer/", set()),
@@ -216,7 +238,7 @@ ROWS = [
         {"pat_helene", "pat_heloise"}),
     row("missing-false-string", "Patient?family:missing=false", ALL_PATIENTS),
     row("missing-true-reference", "Observation?subject:missing=true", {"obs_d"}),
-    row("missing-true-period", "Observation?date:missing=true", {"obs_d"}),
+    row("missing-true-period", "Observation?date:missing=true", {"obs_d"} | BP),
     row("missing-true-uri", "Device?url:missing=true", {"dev_d"}),
 
     # --- OR, AND, escaping: https://hl7.org/fhir/R4/search.html#combining, #escaping --------
@@ -247,14 +269,14 @@ ROWS = [
         {"obs_a", "obs_hr"}),
     row("chain-single-target", "Observation?patient.identifier=urn:maison:search-test:mrn|MRN-001",
         {"obs_a", "obs_hr"}),
-    row("chain-string", "Observation?patient.family=martin", {"obs_c", "obs_weight"}),
+    row("chain-string", "Observation?patient.family=martin", {"obs_c", "obs_weight"} | BP),
     row("chain-date", "Observation?patient.birthdate=lt1970", {"obs_local"}),
     row("chain-organization", "Patient?organization.name=neuro", {"pat_heloise"}),
     row("chain-two-levels", "Observation?encounter.patient.family=lefevre", {"obs_a"}),
     row("chain-two-levels-typed", "DocumentReference?subject:Patient.organization.name=cardio",
         {"doc_1"}),
     row("chain-or-values", "Observation?patient.family=martin,garcia",
-        {"obs_c", "obs_weight", "obs_local"}),
+        {"obs_c", "obs_weight", "obs_local"} | BP),
     row("chain-no-target-matches", "Observation?patient.family=nobody", set()),
     row("chain-two-levels-other", "DocumentReference?subject:Patient.organization.name=neuro",
         {"doc_2"}),
@@ -512,6 +534,12 @@ BAD_ROWS = [
     pytest.param("Patient?_count=-1", id="count-negative"),
     pytest.param("Patient?_count=ten", id="count-not-integer"),
     pytest.param("Patient?active:missing=maybe", id="missing-not-boolean"),
+    pytest.param("Observation?code-value-quantity=2339-0", id="composite-one-component"),
+    pytest.param("Observation?code-value-quantity=2339-0$5$6", id="composite-three-components"),
+    pytest.param("Observation?code-value-quantity=2339-0$abc", id="composite-bad-quantity"),
+    pytest.param("Observation?code-value-date=2339-0$2024-13", id="composite-bad-date"),
+    pytest.param("Observation?code-value-quantity=$5", id="composite-empty-component"),
+    pytest.param("Observation?code-value-quantity:missing=true", id="composite-missing"),
 ]
 # fmt: on
 

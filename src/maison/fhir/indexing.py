@@ -60,6 +60,9 @@ class IndexValues:
     quantity: list[QuantityRow] = field(default_factory=list)
     reference: list[ReferenceRow] = field(default_factory=list)
     uri: list[UriRow] = field(default_factory=list)
+    # composite parameters: (component type, group, row) — one row per component value,
+    # coded ``code$i``; the rows of one repetition share a group number
+    composite: list[tuple[str, int, tuple[Any, ...]]] = field(default_factory=list)
 
 
 Emitter = Callable[[str, Any, "str | None", IndexValues], None]
@@ -116,6 +119,11 @@ class Indexer:
             return ()
         out: list[_Plan] = []
         for code, param in sorted(self._defs.search_params(resource_type).items()):
+            if param.type == "composite":
+                composite = self._composite(param, resource_type)
+                if composite is not None:
+                    out.append(composite)
+                continue
             emit = _EMITTERS.get(param.type)
             expression = expression_for_type(param, resource_type)
             if emit is None or expression is None:
@@ -127,6 +135,61 @@ class Indexer:
                 continue
             out.append(_Plan(code, emit, run))
         return tuple(out)
+
+    def _composite(self, param: SearchParam, resource_type: str) -> _Plan | None:
+        """A composite parameter's plan: each repetition of its expression is one group, and
+        each component's values are emitted as rows ``code$i`` of the component's type
+        (https://hl7.org/fhir/R4/search.html#composite)."""
+        expression = expression_for_type(param, resource_type)
+        comps: list[tuple[Emitter, list[str]]] = []
+        for definition, comp_expression in param.components:
+            sp = self._defs.search_parameters.get(definition)
+            emit = _EMITTERS.get(sp.get("type", "")) if sp else None
+            if emit is None or not comp_expression:
+                log.warning("composite %s.%s not indexed", resource_type, param.code)
+                return None
+            comps.append((emit, split_union(comp_expression)))
+        if expression is None or not comps:
+            return None
+        parts = [(p, compile_typed(p)) for p in split_union(expression)]
+        compiled: dict[str, Callable[[dict[str, Any]], list[TypedItem]]] = {}
+
+        def run_path(path: str, resource: dict[str, Any]) -> list[TypedItem]:
+            fn = compiled.get(path)
+            if fn is None:
+                fn = compiled.setdefault(path, compile_typed(path))
+            return fn(resource)
+
+        code = param.code
+
+        def emit_group(c: str, value: Any, typ: str | None, out: IndexValues) -> None:
+            group, rows = value
+            for kind, row in rows:
+                out.composite.append((kind, group, row))
+
+        def run(resource: dict[str, Any]) -> list[TypedItem]:
+            groups: list[TypedItem] = []
+            group = 0
+            for part, items in parts:
+                for j in range(len(items(resource))):
+                    scratch = IndexValues()
+                    for i, (emit, comp_parts) in enumerate(comps):
+                        for cp in comp_parts:
+                            cp = cp.strip()
+                            if cp.startswith("%resource."):
+                                path = f"{resource_type}.{cp[len('%resource.') :]}"
+                            else:
+                                path = f"{part.strip()}[{j}].{cp}"
+                            for value, typ in run_path(path, resource):
+                                emit(f"{code}${i}", value, typ, scratch)
+                    rows = [
+                        (kind, row) for kind in _EMITTER_KINDS for row in getattr(scratch, kind)
+                    ]
+                    groups.append(((group, rows), None))
+                    group += 1
+            return groups
+
+        return _Plan(code, emit_group, run)
 
     def extract(self, resource: dict[str, Any]) -> IndexValues:
         """Evaluate every applicable search parameter and normalise the values into rows."""
@@ -396,3 +459,4 @@ _EMITTERS: dict[str, Emitter] = {
     "reference": _emit_reference,
     "uri": _emit_uri,
 }
+_EMITTER_KINDS = tuple(_EMITTERS)

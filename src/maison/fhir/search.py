@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/search.html
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 
 from maison.fhir.definitions import Definitions, SearchParam
@@ -30,7 +31,9 @@ RESULT_PARAMS = frozenset(
     }
 )
 SORTABLE = frozenset({"string", "token", "date", "number", "quantity", "uri", "reference"})
-SUPPORTED_TYPES = frozenset({"token", "string", "reference", "uri", "date", "number", "quantity"})
+SUPPORTED_TYPES = frozenset(
+    {"token", "string", "reference", "uri", "date", "number", "quantity", "composite"}
+)
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_COUNT = 1000
 DEFAULT_COUNT = 20
@@ -75,7 +78,17 @@ class NumberValue:
     code: str | None = None
 
 
-Value = str | TokenValue | ReferenceValue | DateValue | NumberValue
+@dataclass(frozen=True)
+class CompositeValue:
+    """``a$b``: one value per component, each with its component's parameter type.
+
+    https://hl7.org/fhir/R4/search.html#composite
+    """
+
+    parts: tuple[tuple[str, str | TokenValue | ReferenceValue | DateValue | NumberValue], ...]
+
+
+Value = str | TokenValue | ReferenceValue | DateValue | NumberValue | CompositeValue
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,24 @@ class SearchQuery:
     summary: str = "false"
     elements: frozenset[str] | None = None
     after: str | None = None  # keyset cursor: the last id of the previous page
+
+
+def _split_composite_or(raw: str) -> list[str]:
+    """Split OR values on unescaped commas, keeping escapes for the ``$`` split."""
+    out, buf, i = [], [], 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw):
+            buf.append(raw[i : i + 2])
+            i += 2
+            continue
+        if raw[i] == ",":
+            out.append("".join(buf))
+            buf = []
+        else:
+            buf.append(raw[i])
+        i += 1
+    out.append("".join(buf))
+    return out
 
 
 def _split_values(raw: str) -> list[str]:
@@ -245,11 +276,70 @@ _MODIFIERS: dict[str, set[str | None]] = {
     "date": {None},
     "number": {None},
     "quantity": {None},
+    "composite": {None},
 }
 
 
 class _UnknownParameterError(Exception):
     """A parameter this server does not know for the type (400, or ignored when lenient)."""
+
+
+def _split_dollar(raw: str) -> list[str]:
+    """Split a composite value on ``$`` not escaped with a backslash."""
+    parts, buf, i = [], [], 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw):
+            buf.append(raw[i : i + 2])
+            i += 2
+            continue
+        if raw[i] == "$":
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(raw[i])
+        i += 1
+    parts.append("".join(buf))
+    return parts
+
+
+def _composite(defs: Definitions, param: SearchParam, raw: str) -> CompositeValue:
+    """``code$value`` for a composite parameter: https://hl7.org/fhir/R4/search.html#composite."""
+    from maison.fhir.indexing import fold
+
+    pieces = _split_dollar(raw)
+    if len(pieces) != len(param.components):
+        raise FhirError(
+            Category.INVALID,
+            f"Search parameter '{param.code}' is composite: give {len(param.components)} "
+            f"values separated by '$', not {raw!r}",
+        )
+    parts: list[tuple[str, str | TokenValue | ReferenceValue | DateValue | NumberValue]] = []
+    for (definition, _), piece in zip(param.components, pieces, strict=True):
+        sp = defs.search_parameters.get(definition) or {}
+        kind = sp.get("type", "")
+        piece = re.sub(r"\\(.)", r"\1", piece)
+        if not piece:
+            raise FhirError(Category.INVALID, f"'{param.code}': empty component in {raw!r}")
+        value: str | TokenValue | ReferenceValue | DateValue | NumberValue
+        if kind == "token":
+            value = _token(piece)
+        elif kind == "string":
+            value = fold(piece)
+        elif kind == "date":
+            value = _date(piece, param.code)
+        elif kind in ("number", "quantity"):
+            value = _number(piece, param.code, kind == "quantity")
+        elif kind == "reference":
+            target = SearchParam(sp.get("code", ""), kind, "", None, definition)
+            value = _reference(piece, target, None)
+        elif kind == "uri":
+            value = piece
+        else:
+            raise _UnknownParameterError(
+                f"Composite parameter '{param.code}': component {definition} is not supported"
+            )
+        parts.append((kind, value))
+    return CompositeValue(tuple(parts))
 
 
 def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
@@ -277,6 +367,8 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
     mod = modifier or None
     type_modifier = None
     if mod == "missing":
+        if param.type == "composite":
+            raise FhirError(Category.INVALID, f"{name}: :missing is not defined on composites")
         if raw not in ("true", "false"):
             raise FhirError(Category.INVALID, f"{name} must be true or false")
         return Criterion(code, param.type, mod, (raw,), param)
@@ -290,8 +382,10 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
             f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
         )
     values: list[Value] = []
-    for v in _split_values(raw):
-        if param.type == "string":
+    for v in _split_values(raw) if param.type != "composite" else _split_composite_or(raw):
+        if param.type == "composite":
+            values.append(_composite(defs, param, v))
+        elif param.type == "string":
             values.append(v if mod == "exact" else fold(v))
         elif mod == "of-type":
             parts = v.split("|")

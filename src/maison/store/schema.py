@@ -71,6 +71,8 @@ def _index_table(name: str, *columns: Column[object], indexes: list[tuple[str, .
         Column("res_id", String(64), nullable=False),
         Column("code", String(128), nullable=False),
         *columns,
+        # composite parameters: the rows of one repetition share a group number
+        Column("grp", Integer, nullable=True),
     )
     Index(f"ix_{name}_res", table.c.res_type, table.c.res_id)
     for cols in indexes:
@@ -143,5 +145,6 @@ INDEX_TABLES: dict[str, Table] = {
 
 # Column names of each index table after (res_type, res_id), in IndexValues row order.
 INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
-    kind: tuple(c.name for c in table.columns)[2:] for kind, table in INDEX_TABLES.items()
+    kind: tuple(c.name for c in table.columns if c.name != "grp")[2:]
+    for kind, table in INDEX_TABLES.items()
 }

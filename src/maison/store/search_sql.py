@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import (
+    CompositeValue,
     Criterion,
     DateValue,
     NumberValue,
@@ -86,7 +87,7 @@ def selectivity(c: Criterion) -> int:
         for v in c.values
     ):
         return 4  # one day (a birth date): a few resources, unlike a range or a year
-    return {"string": 3, "uri": 2, "token": 1}.get(c.type, 0)
+    return {"string": 3, "uri": 2, "composite": 2, "token": 1}.get(c.type, 0)
 
 
 def plan(criteria: list[Criterion]) -> list[bool]:
@@ -133,6 +134,8 @@ def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
         return False, union_all.subquery().select()
     if c.chain:
         return False, _forward_chain(c, rtype)
+    if c.type == "composite":
+        return False, _composite(c, rtype)
     r = resource.alias().c
     live = [r.res_type == rtype, r.deleted == false()]
     if c.code == "_id" and c.modifier in (None, "not"):
@@ -154,6 +157,34 @@ def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
         return c.values[0] == "true", select(t.res_id).where(*rows)
     matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
     return c.modifier == "not", select(t.res_id).where(*rows, or_(*matches))
+
+
+def _composite(c: Criterion, rtype: str) -> Select[Any]:
+    """Resources where one repetition of the composite matches every component: the
+    component rows are joined on their group (https://hl7.org/fhir/R4/search.html#composite)."""
+    branches = []
+    for v in c.values:
+        assert isinstance(v, CompositeValue)
+        tables = [INDEX_TABLES[kind].alias() for kind, _ in v.parts]
+        first = tables[0]
+        joined: Any = first
+        conds = [first.c.res_type == rtype, first.c.code == f"{c.code}$0"]
+        for i, ((kind, value), table) in enumerate(zip(v.parts, tables, strict=True)):
+            if i:
+                joined = joined.join(
+                    table,
+                    and_(
+                        table.c.res_type == first.c.res_type,
+                        table.c.res_id == first.c.res_id,
+                        table.c.grp == first.c.grp,
+                        table.c.code == f"{c.code}${i}",
+                    ),
+                )
+            conds.append(_value_match(kind, None, value, table))
+        branches.append(select(first.c.res_id).select_from(joined).where(*conds))
+    if len(branches) == 1:
+        return branches[0]
+    return union(*branches).subquery().select()
 
 
 def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:

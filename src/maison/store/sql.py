@@ -476,7 +476,7 @@ class SqlTx:
             self._hist_rows = []
         for kind, rows in self._idx_rows.items():
             if rows:
-                self._insert(INDEX_TABLES[kind], rows)
+                self._insert(INDEX_TABLES[kind.partition(":")[0]], rows)
         self._idx_rows = {}
         self._pending.clear()
 
@@ -522,6 +522,12 @@ class SqlTx:
                 d["res_type"] = res_type
                 d["res_id"] = res_id
                 bucket.append(d)
+        for kind, group, row in getattr(values, "composite", ()):
+            d = dict(zip(INDEX_COLUMNS[kind], row, strict=True))
+            d["res_type"] = res_type
+            d["res_id"] = res_id
+            d["grp"] = group
+            self._idx_rows.setdefault(f"{kind}:grp", []).append(d)
 
     def _drop_index(self, res_type: str, res_id: str) -> None:
         for table in INDEX_TABLES.values():
