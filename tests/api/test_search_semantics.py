@@ -38,6 +38,7 @@ ALL_PATIENTS = {n for n, r in RESOURCES.items() if r["resourceType"] == "Patient
 TX_PATIENTS = ALL_PATIENTS - {LATE}
 GLUCOSE = {"obs_a", "obs_b", "obs_c", "obs_d"}
 BP = {"obs_bp_high", "obs_bp_odd"}
+EVERYTHING = set(RESOURCES) | {LATE}
 
 
 def row(rid: str, query: str, expected: set[str] | frozenset[str], *marks: Any) -> Any:
@@ -200,6 +201,23 @@ ROWS = [
     row("quantity-lt-no-unit", "Observation?value-quantity=lt6", GLUCOSE),
     row("quantity-ne", "Observation?value-quantity=ne5.4|http://unitsofmeasure.org|mmol/L",
         {"obs_c", "obs_d"}),
+
+    # --- system level: https://hl7.org/fhir/R4/http.html#search -----------------------------
+    row("system-all-types", "?", EVERYTHING),
+    row("system-type", "?_type=Patient", ALL_PATIENTS),
+    row("system-types", "?_type=Device,RiskAssessment",
+        {"dev_a", "dev_b", "dev_c", "dev_d", "ra_low", "ra_mid", "ra_high"}),
+    row("system-types-repeated", "?_type=Device&_type=Encounter",
+        {"dev_a", "dev_b", "dev_c", "dev_d", "enc_1"}),
+    row("system-id", "?_id={id:pat_marc},{id:obs_c}", {"pat_marc", "obs_c"}),
+    row("system-last-updated", "?_lastUpdated=gt{t1}", {LATE}),
+    row("system-shared-parameter", "?_type=Patient,Organization&name=cardio", {"org_cardio"}),
+    row("system-parameter-per-type", "?_type=Observation,Encounter&subject={id:pat_helene}",
+        {"obs_a", "obs_hr", "enc_1"}),
+    row("system-paging", "?_type=Patient,Device&_count=2",
+        ALL_PATIENTS | {"dev_a", "dev_b", "dev_c", "dev_d"}),
+    row("system-sort-paging", "?_type=Patient,Organization&_sort=_id&_count=3",
+        ALL_PATIENTS | {"org_cardio", "org_neuro"}),
 
     # --- composite: https://hl7.org/fhir/R4/search.html#composite --------------------------
     # both components must match within the same repetition (the same Observation.component)
@@ -540,6 +558,11 @@ BAD_ROWS = [
     pytest.param("Observation?code-value-date=2339-0$2024-13", id="composite-bad-date"),
     pytest.param("Observation?code-value-quantity=$5", id="composite-empty-component"),
     pytest.param("Observation?code-value-quantity:missing=true", id="composite-missing"),
+    pytest.param("?family=martin", id="system-type-specific-without-type"),
+    pytest.param("Patient?_text=martin", id="text-not-supported"),
+    pytest.param("Patient?_content=martin", id="content-not-supported"),
+    pytest.param("?_type=Nope", id="system-unknown-type"),
+    pytest.param("?_type=Patient,Observation&family=x", id="system-parameter-not-on-every-type"),
 ]
 # fmt: on
 
@@ -577,3 +600,12 @@ def test_control_characters_never_5xx(client: httpx.Client, fx: Fixtures, value:
         assert not r.json().get("entry")
     else:
         outcome(r)
+
+
+def test_system_search_by_post_form(client: httpx.Client, fx: Fixtures) -> None:
+    """POST [base]/_search with a form body: https://hl7.org/fhir/R4/http.html#search."""
+    form = {"_type": "Device", "url:below": "http://acme.org/devices/glucometer", "_tag": fx.tag}
+    r = client.post("/_search", data=form)
+    assert r.status_code == 200, r.text
+    assert set(names(fx, r.json()["entry"])) == {"dev_a", "dev_b"}
+    assert r.json()["link"][0]["url"].startswith(fx.base + "?")

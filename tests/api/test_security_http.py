@@ -102,3 +102,24 @@ def test_include_never_widens_access(server: Any) -> None:
     with server.client(server.mint("system/Observation.rs")) as narrow:
         entries = narrow.get("/Observation", params=params).json()["entry"]
         assert [e["resource"]["resourceType"] for e in entries] == ["Observation"]
+
+
+def test_system_search_sees_only_readable_types(server: Any) -> None:
+    """A system-level search without _type is narrowed to the types the token may search;
+    naming a type it may not is refused, never silently narrowed."""
+    with server.client() as admin:
+        pid = admin.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+        oid = admin.post("/Observation", json=obs).json()["id"]
+    ids = f"{pid},{oid}"
+    with server.client(server.mint("system/Patient.rs")) as narrow:
+        r = narrow.get("/", params={"_id": ids})
+        assert r.status_code == 200, r.text
+        assert [e["resource"]["id"] for e in r.json()["entry"]] == [pid]
+        r = narrow.get("/", params={"_id": ids, "_type": "Patient,Observation"})
+        assert r.status_code == 403
+    with server.client(server.mint("system/Patient.rs", "system/Observation.rs")) as both:
+        r = both.get("/", params={"_id": ids})
+        assert sorted(e["resource"]["id"] for e in r.json()["entry"]) == sorted([pid, oid])
+    with server.client(server.mint("system/Device.rs")) as other:
+        assert other.get("/", params={"_type": "Patient"}).status_code == 403

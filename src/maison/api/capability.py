@@ -10,7 +10,7 @@ from typing import Any
 
 from maison import __version__
 from maison.fhir.definitions import Definitions
-from maison.fhir.search import SUPPORTED_TYPES
+from maison.fhir.search import searchable
 
 TYPE_INTERACTIONS = (
     "read",
@@ -32,7 +32,7 @@ def _resources(defs: Definitions) -> tuple[dict[str, Any], ...]:
         params = [
             {"name": p.code, "definition": p.url, "type": p.type}
             for p in sorted(defs.search_params(rtype).values(), key=lambda p: p.code)
-            if p.type in SUPPORTED_TYPES
+            if searchable(p)
         ]
         out.append(
             {
@@ -93,6 +93,12 @@ def capability_statement(defs: Definitions, base_url: str) -> dict[str, Any]:
                     {"code": "transaction"},
                     {"code": "batch"},
                     {"code": "history-system"},
+                    {"code": "search-system"},
+                ],
+                "searchParam": [
+                    {"name": p.code, "definition": p.url, "type": p.type}
+                    for p in sorted(defs.search_params("Account").values(), key=lambda p: p.code)
+                    if p.base in ("Resource", "DomainResource") and searchable(p)
                 ],
             }
         ],

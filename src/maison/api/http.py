@@ -210,10 +210,15 @@ class FhirEndpoint:
         lenient = prefer.get("handling") == "lenient"
         query = request.url.query
         n = len(seg)
+        if n == 0 and method in ("GET", "HEAD"):
+            return None, lambda tx: ix.search(ctx, tx, "", params, lenient), False
+        if n == 1 and seg[0] == "_search" and method == "POST":
+            return None, lambda tx: ix.search(ctx, tx, "", params, lenient), False
         if n == 0:
             if method != "POST":
                 raise FhirError(
-                    Category.METHOD_NOT_ALLOWED, "System-level search is not supported yet"
+                    Category.METHOD_NOT_ALLOWED,
+                    f"{method} on the base URL is not a FHIR interaction",
                 )
             if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
                 raise invalid("POST to the base URL takes a batch or transaction Bundle")

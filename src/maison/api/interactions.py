@@ -20,6 +20,7 @@ from maison.fhir.search import (
     compartment_criterion,
     encode_cursor,
     parse_search,
+    parse_system_search,
 )
 from maison.fhir.summary import elements, summarize
 from maison.store.interface import Stored, StoreTx
@@ -282,10 +283,15 @@ def search(
     lenient: bool,
     compartment: tuple[str, str] | None = None,
 ) -> Result:
-    """search, also within a compartment: https://hl7.org/fhir/R4/http.html#search."""
-    check_type(ctx, res_type)
-    query = parse_search(ctx.defs, res_type, params, lenient=lenient or ctx.lenient)
-    base = f"{ctx.base_url}/{res_type}"
+    """search, also within a compartment, or across types when ``res_type`` is empty:
+    https://hl7.org/fhir/R4/http.html#search."""
+    if res_type:
+        check_type(ctx, res_type)
+        query = parse_search(ctx.defs, res_type, params, lenient=lenient or ctx.lenient)
+        base = f"{ctx.base_url}/{res_type}"
+    else:
+        query = parse_system_search(ctx.defs, params, lenient=lenient or ctx.lenient)
+        base = ctx.base_url
     if compartment is not None:
         check_type(ctx, compartment[0])
         query.criteria.append(compartment_criterion(ctx.defs, *compartment, res_type))
@@ -308,7 +314,9 @@ def search(
         if query.sort:  # sorted results page by offset
             nxt = [*kept, ("_offset", str(query.offset + query.count))]
         else:  # keyset: stays right while resources are written between pages
-            nxt = [*kept, ("_cursor", encode_cursor(page.entries[-1].id))]
+            last = page.entries[-1]
+            after = f"{last.type}/{last.id}" if query.types else last.id
+            nxt = [*kept, ("_cursor", encode_cursor(after))]
         links.append({"relation": "next", "url": _url(base, nxt)})
     if query.sort and query.offset > 0:
         prev = [*kept, ("_offset", str(max(0, query.offset - query.count)))]
@@ -316,7 +324,7 @@ def search(
     bundle["link"] = links
     bundle["entry"] = [
         {
-            "fullUrl": f"{ctx.base_url}/{res_type}/{s.id}",
+            "fullUrl": f"{ctx.base_url}/{s.type}/{s.id}",
             "resource": shaped(s.resource),
             "search": {"mode": "match"},
         }

@@ -143,6 +143,11 @@ class SearchQuery:
     summary: str = "false"
     elements: frozenset[str] | None = None
     after: str | None = None  # keyset cursor: the last id of the previous page
+    # system-level search (https://hl7.org/fhir/R4/http.html#search): the types searched and
+    # each one's criteria (``criteria`` is then unused); empty for a type-level search
+    types: tuple[str, ...] = ()
+    per_type: dict[str, list[Criterion]] = field(default_factory=dict)
+    explicit_types: bool = False  # the types were named by _type
 
 
 def _split_composite_or(raw: str) -> list[str]:
@@ -280,6 +285,14 @@ _MODIFIERS: dict[str, set[str | None]] = {
 }
 
 
+def searchable(param: SearchParam) -> bool:
+    """Whether this server answers a search parameter: a supported type and an expression to
+    index (``_text``, ``_content`` and ``_query`` have none in R4)."""
+    if param.code in ("_id", "_lastUpdated"):
+        return True
+    return param.type in SUPPORTED_TYPES and bool(param.expression)
+
+
 class _UnknownParameterError(Exception):
     """A parameter this server does not know for the type (400, or ignored when lenient)."""
 
@@ -354,13 +367,14 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
     head, dot, tail = name.partition(".")
     code, _, modifier = head.partition(":")
     param = known.get(code)
-    if param is None or (param.type not in SUPPORTED_TYPES and code != "_id"):
+    if param is None or not searchable(param):
         if param is None:
             raise _UnknownParameterError(
                 f"Search parameter '{code}' is not a known search parameter for {rtype}"
             )
         raise _UnknownParameterError(
-            f"Search parameter '{code}' ({param.type}) is not supported yet"
+            f"Search parameter '{code}' ({param.type}) is not supported by this server"
+            + ("" if param.expression else " (it has no FHIRPath expression to index)")
         )
     if dot:
         return _chain(defs, param, modifier or None, tail, raw, depth)
@@ -569,4 +583,38 @@ def parse_search(
             query.ignored.append(name)
     if unknown and not lenient:
         raise FhirError(Category.INVALID, unknown[0].diagnostics, unknown)
+    return query
+
+
+def parse_system_search(
+    defs: Definitions, params: list[tuple[str, str]], lenient: bool = False
+) -> SearchQuery:
+    """Parse a system-level search ``[base]?…``, across the types named by ``_type`` or,
+    without it, across every type with the parameters all types share
+    (https://hl7.org/fhir/R4/search.html#all)."""
+    named = [t.strip() for k, v in params if k == "_type" for t in v.split(",") if t.strip()]
+    for t in named:
+        if not defs.is_resource_type(t):
+            raise FhirError(Category.INVALID, f"_type: '{t[:64]}' is not a resource type")
+    types = list(dict.fromkeys(named)) or sorted(defs.resource_types)
+    rest = [(k, v) for k, v in params if k != "_type"]
+    queries: list[SearchQuery] = []
+    for t in types:
+        try:
+            queries.append(parse_search(defs, t, rest, lenient))
+        except FhirError as exc:
+            if named or exc.category is not Category.INVALID:
+                raise
+            raise FhirError(
+                Category.INVALID,
+                f"{exc.message}; without _type, a "
+                "system-level search takes only the parameters every type has "
+                "(_id, _lastUpdated, _tag, _profile, _security, _source)",
+            ) from None
+    query = queries[0]
+    query.resource_type = ""
+    query.types = tuple(types)
+    query.explicit_types = bool(named)
+    query.per_type = {t: q.criteria for t, q in zip(types, queries, strict=True)}
+    query.criteria = []
     return query

@@ -62,7 +62,10 @@ class GuardedTx:
 
     def search(self, query: SearchQuery) -> SearchPage:
         """search, allowed by a read/search scope on the type."""
-        authorize(self.principal, "search-type", query.resource_type)
+        if query.types:
+            query = self._readable_types(query)
+        else:
+            authorize(self.principal, "search-type", query.resource_type)
         page = self.tx.search(query)
         if not page.included:
             return page
@@ -76,6 +79,21 @@ class GuardedTx:
                     readable[stored.type] = False
         kept = [s for s in page.included if readable[s.type]]  # _include never widens access
         return replace(page, included=kept)
+
+    def _readable_types(self, query: SearchQuery) -> SearchQuery:
+        """A system-level search keeps the types the token may search; with ``_type``
+        naming a type it may not, the whole search is refused (never silently narrowed)."""
+        allowed: list[str] = []
+        refusal: FhirError | None = None
+        for rtype in query.types:
+            try:
+                authorize(self.principal, "search-type", rtype)
+                allowed.append(rtype)
+            except FhirError as exc:
+                refusal = refusal or exc
+        if refusal is not None and (query.explicit_types or not allowed):
+            raise refusal
+        return replace(query, types=tuple(allowed))
 
     def history(
         self,

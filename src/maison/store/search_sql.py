@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/search.html
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from maison.fhir.search import (
     DateValue,
     NumberValue,
     ReferenceValue,
+    SearchQuery,
     SortKey,
     TokenValue,
 )
@@ -101,7 +103,42 @@ def plan(criteria: list[Criterion]) -> list[bool]:
     return [i != driver for i in range(len(criteria))]
 
 
-def criterion(c: Criterion, rtype: str, correlated: bool = False) -> ColumnElement[bool]:
+def _shape(c: Criterion) -> Criterion:
+    """A criterion without its type-specific definitions, to compare across types."""
+    return replace(c, param=None, chain=tuple((t, _shape(i)) for t, i in c.chain))
+
+
+def system_conditions(query: SearchQuery) -> ColumnElement[bool]:
+    """The condition of a system-level search (https://hl7.org/fhir/R4/http.html#search).
+    Criteria that read the same on every type (the common parameters) are compiled once,
+    correlated with the row's own type; otherwise one branch per type."""
+    types = list(query.types)
+    r = resource.c
+    per_type = [query.per_type.get(t, []) for t in types]
+    shapes = [[_shape(c) for c in crits] for crits in per_type]
+    if all(s == shapes[0] for s in shapes):
+        crits = per_type[0]
+        conds: list[ColumnElement[bool]] = [r.res_type.in_(types)]
+        conds.extend(
+            criterion(c, r.res_type, correlated=probe)
+            for c, probe in zip(crits, plan(crits), strict=True)
+        )
+        return and_(*conds)
+    return or_(
+        *(
+            and_(
+                r.res_type == t,
+                *(
+                    criterion(c, t, correlated=probe)
+                    for c, probe in zip(crits, plan(crits), strict=True)
+                ),
+            )
+            for t, crits in zip(types, per_type, strict=True)
+        )
+    )
+
+
+def criterion(c: Criterion, rtype: Any, correlated: bool = False) -> ColumnElement[bool]:
     """One criterion as a condition on the searched resource row. Uncorrelated membership
     (``res_id IN (SELECT …)``) lets the planner start from a selective index; ``correlated``
     (a per-row probe, NOT EXISTS for negations) suits ranges and negations once a selective
@@ -114,7 +151,7 @@ def criterion(c: Criterion, rtype: str, correlated: bool = False) -> ColumnEleme
     return not_(probe) if negated else probe
 
 
-def matching_ids(c: Criterion, rtype: str) -> Select[Any]:
+def matching_ids(c: Criterion, rtype: Any) -> Select[Any]:
     """SELECT of the ids of live ``rtype`` resources that match ``c`` (used inside chains)."""
     negated, ids = _positive(c, rtype)
     if not negated:
@@ -123,7 +160,7 @@ def matching_ids(c: Criterion, rtype: str) -> Select[Any]:
     return select(r.res_id).where(r.res_type == rtype, r.deleted == false(), r.res_id.not_in(ids))
 
 
-def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
+def _positive(c: Criterion, rtype: Any) -> tuple[bool, Select[Any]]:
     """(negated, ids): the ids matching ``c`` without its negation (``:not``,
     ``:missing=true``), and whether the criterion wants the complement. Index rows exist only
     for the current version of live resources, so no join with the resource table is needed."""
@@ -159,7 +196,7 @@ def _positive(c: Criterion, rtype: str) -> tuple[bool, Select[Any]]:
     return c.modifier == "not", select(t.res_id).where(*rows, or_(*matches))
 
 
-def _composite(c: Criterion, rtype: str) -> Select[Any]:
+def _composite(c: Criterion, rtype: Any) -> Select[Any]:
     """Resources where one repetition of the composite matches every component: the
     component rows are joined on their group (https://hl7.org/fhir/R4/search.html#composite)."""
     branches = []
@@ -187,7 +224,7 @@ def _composite(c: Criterion, rtype: str) -> Select[Any]:
     return union(*branches).subquery().select()
 
 
-def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:
+def _forward_chain(c: Criterion, rtype: Any) -> Select[Any]:
     """Resources whose reference ``c.code`` points at a resource matching the chained
     criterion (https://hl7.org/fhir/R4/search.html#chaining). One branch per possible target
     type, combined by UNION: an OR of them keeps PostgreSQL from starting at the (selective)
@@ -208,7 +245,7 @@ def _forward_chain(c: Criterion, rtype: str) -> Select[Any]:
     return union(*branches).subquery().select()
 
 
-def _reverse_chain(c: Criterion, rtype: str) -> Select[Any]:
+def _reverse_chain(c: Criterion, rtype: Any) -> Select[Any]:
     """Resources referred to (by ``c.code``) from some resource of another type that matches
     the inner criterion (https://hl7.org/fhir/R4/search.html#has)."""
     ((htype, inner),) = c.chain

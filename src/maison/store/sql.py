@@ -25,11 +25,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    and_,
     create_engine,
     delete,
     event,
     false,
     func,
+    or_,
     select,
     update,
 )
@@ -50,7 +52,14 @@ from maison.store.schema import (
     resource_history,
     store_meta,
 )
-from maison.store.search_sql import COLUMN_PARAMS, CURRENT, criterion, order_by, plan
+from maison.store.search_sql import (
+    COLUMN_PARAMS,
+    CURRENT,
+    criterion,
+    order_by,
+    plan,
+    system_conditions,
+)
 
 log = logging.getLogger(__name__)
 _deadline = threading.local()  # SQLite: when the running statement must be interrupted
@@ -774,11 +783,15 @@ class SqlTx:
         self.flush()
         self.snapshot()
         r = resource.c
-        conds: list[ColumnElement[bool]] = [r.res_type == query.resource_type, r.deleted == false()]
-        conds.extend(
-            criterion(c, query.resource_type, correlated=probe)
-            for c, probe in zip(query.criteria, plan(query.criteria), strict=True)
-        )
+        conds: list[ColumnElement[bool]]
+        if query.types:
+            conds = [r.deleted == false(), system_conditions(query)]
+        else:
+            conds = [r.res_type == query.resource_type, r.deleted == false()]
+            conds.extend(
+                criterion(c, query.resource_type, correlated=probe)
+                for c, probe in zip(query.criteria, plan(query.criteria), strict=True)
+            )
         total = None
         if query.total == "accurate" or query.summary_count:
             total = int(
@@ -789,23 +802,35 @@ class SqlTx:
         if query.summary_count or query.count == 0:
             return SearchPage([], total, False)
         if query.after is not None and not query.sort:
-            conds.append(r.res_id > query.after)
+            if query.types:  # system-level: ordered by (id, type)
+                after_type, _, after_id = query.after.partition("/")
+                conds.append(
+                    or_(
+                        r.res_id > after_id,
+                        and_(r.res_id == after_id, r.res_type > after_type),
+                    )
+                )
+            else:
+                conds.append(r.res_id > query.after)
+        ordering = order_by(query.sort)
+        if query.types:
+            ordering.append(r.res_type.asc())
         rows = self.conn.execute(
-            select(r.res_id, r.version, r.last_updated, resource_history.c.content)
+            select(r.res_type, r.res_id, r.version, r.last_updated, resource_history.c.content)
             .select_from(CURRENT)
             .where(*conds)
-            .order_by(*order_by(query.sort))
+            .order_by(*ordering)
             .offset(query.offset)
             .limit(query.count + 1)
         ).all()
         entries = [
             Stored(
-                query.resource_type,
+                row.res_type,
                 row.res_id,
                 row.version,
                 row.last_updated,
                 False,
-                self._open(query.resource_type, row.res_id, row.version, row.content),
+                self._open(row.res_type, row.res_id, row.version, row.content),
             )
             for row in rows[: query.count]
         ]
