@@ -609,3 +609,18 @@ def test_system_search_by_post_form(client: httpx.Client, fx: Fixtures) -> None:
     assert r.status_code == 200, r.text
     assert set(names(fx, r.json()["entry"])) == {"dev_a", "dev_b"}
     assert r.json()["link"][0]["url"].startswith(fx.base + "?")
+
+
+@pytest.mark.parametrize("mode", ["none", "estimate", "accurate"])
+def test_total_modes(client: httpx.Client, fx: Fixtures, mode: str) -> None:
+    """_total=none omits the total, accurate counts, estimate gives a count of the right kind
+    (exact on SQLite, the planner's estimate on PostgreSQL): https://hl7.org/fhir/R4/search.html#total."""
+    r = client.get("/Patient", params={"_tag": fx.tag, "_total": mode, "_count": "1"})
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    if mode == "none":
+        assert "total" not in bundle
+    elif mode == "accurate":
+        assert bundle["total"] == len(ALL_PATIENTS)
+    else:
+        assert isinstance(bundle["total"], int) and bundle["total"] >= 0
