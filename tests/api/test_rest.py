@@ -296,19 +296,23 @@ def test_summary_and_elements(http: httpx.Client) -> None:
     assert counted["total"] == 1 and counted["entry"] == []
 
 
-def test_paging_is_stable_while_writes_happen(http: httpx.Client) -> None:
+@pytest.mark.parametrize("sort", ["", "-created", "created,-_id"])
+def test_paging_is_stable_while_writes_happen(http: httpx.Client, sort: str) -> None:
+    """Keyset cursors, sorted or not: resources written between pages neither hide nor
+    repeat the others (https://hl7.org/fhir/R4/http.html#paging)."""
     tag = uuid.uuid4().hex
 
     def basic(i: int) -> dict[str, Any]:
         return {
             "resourceType": "Basic",
             "code": {"text": str(i)},
+            "created": f"2020-01-{1 + i % 5:02d}",  # ties: the id breaks them
             "meta": {"tag": [{"system": "urn:paging", "code": tag}]},
         }
 
     start = [http.post("/Basic", json=basic(i)).json() for i in range(10)]
     seen: list[str] = []
-    url: str | None = f"/Basic?_tag=urn:paging|{tag}&_count=3"
+    url: str | None = f"/Basic?_tag=urn:paging|{tag}&_count=3" + (f"&_sort={sort}" if sort else "")
     while url:
         page = http.get(url).json()
         seen += [e["resource"]["id"] for e in page["entry"]]
@@ -319,4 +323,8 @@ def test_paging_is_stable_while_writes_happen(http: httpx.Client) -> None:
     originals = {r["id"] for r in start}
     assert len(seen) == len(set(seen))  # nothing twice
     assert originals <= set(seen)  # nothing that existed all along was missed
+    if sort:
+        created = {r["id"]: r["created"] for r in start}
+        dates = [created[i] for i in seen if i in created]
+        assert dates == sorted(dates, reverse=sort.startswith("-"))
     assert http.get("/Basic", params={"_cursor": "garbage"}).status_code == 400

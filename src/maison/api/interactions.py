@@ -310,15 +310,11 @@ def search(
         bundle["total"] = page.total
     kept = [(k, v) for k, v in params if k not in ("_offset", "_cursor") and k not in query.ignored]
     links = [{"relation": "self", "url": _url(base, params_without_ignored(params, query))}]
-    if page.has_more and page.entries:
-        if query.sort:  # sorted results page by offset
-            nxt = [*kept, ("_offset", str(query.offset + query.count))]
-        else:  # keyset: stays right while resources are written between pages
-            last = page.entries[-1]
-            after = f"{last.type}/{last.id}" if query.types else last.id
-            nxt = [*kept, ("_cursor", encode_cursor(after))]
+    if page.has_more and page.last is not None:
+        # keyset: stays right while resources are written between pages, sorted or not
+        nxt = [*kept, ("_cursor", encode_cursor(page.last))]
         links.append({"relation": "next", "url": _url(base, nxt)})
-    if query.sort and query.offset > 0:
+    if query.offset > 0:
         prev = [*kept, ("_offset", str(max(0, query.offset - query.count)))]
         links.append({"relation": "previous", "url": _url(base, prev)})
     bundle["link"] = links

@@ -9,6 +9,8 @@ import base64
 import re
 from dataclasses import dataclass, field
 
+import orjson
+
 from maison.fhir.definitions import Definitions, SearchParam
 from maison.fhir.errors import Category, FhirError, Issue
 
@@ -142,7 +144,7 @@ class SearchQuery:
     sort: list[SortKey] = field(default_factory=list)
     summary: str = "false"
     elements: frozenset[str] | None = None
-    after: str | None = None  # keyset cursor: the last id of the previous page
+    after: Cursor | None = None  # keyset paging: where the previous page ended
     # system-level search (https://hl7.org/fhir/R4/http.html#search): the types searched and
     # each one's criteria (``criteria`` is then unused); empty for a type-level search
     types: tuple[str, ...] = ()
@@ -245,21 +247,41 @@ def _number(raw: str, code: str, quantity: bool) -> NumberValue:
     return NumberValue(prefix, rng[0], rng[1], rng[2], system or None, unit or None)
 
 
-def encode_cursor(last_id: str) -> str:
-    """An opaque paging cursor after ``last_id`` (https://hl7.org/fhir/R4/http.html#paging)."""
-    return base64.urlsafe_b64encode(f"1:{last_id}".encode()).decode().rstrip("=")
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last resource's sort values, type and id (keyset paging)."""
+
+    values: tuple[str | float | None, ...]
+    type: str
+    id: str
 
 
-def decode_cursor(raw: str) -> str:
-    """The id a cursor made by :func:`encode_cursor` points after."""
+def encode_cursor(cursor: Cursor) -> str:
+    """An opaque paging cursor after a resource (https://hl7.org/fhir/R4/http.html#paging)."""
+    raw = orjson.dumps([2, list(cursor.values), cursor.type, cursor.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, sort_keys: int) -> Cursor:
+    """The position a cursor made by :func:`encode_cursor` points after; it must come from
+    a search with as many sort keys."""
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    version, _, last_id = text.partition(":")
-    if version != "1" or not last_id:
-        raise FhirError(Category.INVALID, "_cursor is not a paging cursor of this server")
-    return last_id
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        version, values, rtype, rid = data
+        ok = (
+            version == 2
+            and isinstance(values, list)
+            and len(values) == sort_keys
+            and all(v is None or isinstance(v, str | int | float) for v in values)
+            and isinstance(rtype, str)
+            and isinstance(rid, str)
+            and rid
+        )
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise FhirError(Category.INVALID, "_cursor is not a paging cursor of this search")
+    return Cursor(tuple(values), rtype, rid)
 
 
 def _int_param(name: str, raw: str, minimum: int) -> int:
@@ -542,6 +564,7 @@ def parse_search(
 
     query = SearchQuery(resource_type)
     unknown: list[Issue] = []
+    cursor_raw: str | None = None
     for name, raw in params:
         if "\x00" in name or "\x00" in raw:
             raise FhirError(Category.INVALID, "NUL characters are not allowed in search values")
@@ -551,7 +574,7 @@ def parse_search(
             elif name == "_offset":
                 query.offset = _int_param("_offset", raw, 0)
             elif name == "_cursor":
-                query.after = decode_cursor(raw)
+                cursor_raw = raw
             elif name == "_total":
                 if raw not in ("none", "estimate", "accurate"):
                     raise FhirError(Category.INVALID, "_total must be none, estimate or accurate")
@@ -583,6 +606,8 @@ def parse_search(
             query.ignored.append(name)
     if unknown and not lenient:
         raise FhirError(Category.INVALID, unknown[0].diagnostics, unknown)
+    if cursor_raw is not None:
+        query.after = decode_cursor(cursor_raw, len(query.sort))
     return query
 
 

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from maison.fhir.search import SearchQuery
+from maison.fhir.search import Cursor, SearchQuery
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class SearchPage:
     total: int | None
     has_more: bool
     included: list[Stored] = field(default_factory=list)  # _include / _revinclude
+    last: Cursor | None = None  # where this page ended, when there is a next page
 
 
 class StoreTx(Protocol):

@@ -27,6 +27,7 @@ from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import (
     CompositeValue,
     Criterion,
+    Cursor,
     DateValue,
     NumberValue,
     ReferenceValue,
@@ -344,14 +345,11 @@ _SORT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def order_by(keys: list[SortKey]) -> list[ColumnElement[Any]]:
-    """ORDER BY for ``_sort`` (https://hl7.org/fhir/R4/search.html#sort): each key is the
-    smallest (ascending) or largest (descending) indexed value of the resource; resources
-    without a value come last; the id breaks ties so pages are stable."""
+def sort_columns(keys: list[SortKey]) -> list[tuple[ColumnElement[Any], bool]]:
+    """Each ``_sort`` key as (column, descending): the smallest (ascending) or largest
+    (descending) indexed value of the resource (https://hl7.org/fhir/R4/search.html#sort)."""
     r = resource.c
-    if not keys:
-        return [r.res_id]  # stable under updates: keyset paging follows it
-    out: list[ColumnElement[Any]] = []
+    out: list[tuple[ColumnElement[Any], bool]] = []
     for key in keys:
         if key.type == "column":
             col: Any = r.res_id if key.code == "_id" else r.last_updated
@@ -368,6 +366,40 @@ def order_by(keys: list[SortKey]) -> list[ColumnElement[Any]]:
                 )
                 .scalar_subquery()
             )
-        out.append((col.desc() if key.descending else col.asc()).nulls_last())
-    out.append(r.res_id.asc())
+        out.append((col, key.descending))
     return out
+
+
+def order_by(columns: list[tuple[ColumnElement[Any], bool]], system: bool) -> list[Any]:
+    """ORDER BY for the sort columns: resources without a value come last; the id (and, for
+    a system-level search, the type) breaks ties so pages are stable under updates."""
+    r = resource.c
+    out: list[Any] = [(c.desc() if d else c.asc()).nulls_last() for c, d in columns]
+    out.append(r.res_id.asc())
+    if system:
+        out.append(r.res_type.asc())
+    return out
+
+
+def after(
+    columns: list[tuple[ColumnElement[Any], bool]], cursor: Cursor, system: bool
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in :func:`order_by` order (keyset paging: exact while
+    resources are written between pages, unlike an offset)."""
+    r = resource.c
+    keys: list[tuple[Any, bool, Any, bool]] = [
+        (c, d, v, True) for (c, d), v in zip(columns, cursor.values, strict=True)
+    ]
+    keys.append((r.res_id, False, cursor.id, False))
+    if system:
+        keys.append((r.res_type, False, cursor.type, False))
+    branches: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []
+    for col, descending, value, nullable in keys:
+        if value is None:  # nulls last: only other nulls follow, compared on the next key
+            equal.append(col.is_(None))
+            continue
+        beyond = col < value if descending else col > value
+        branches.append(and_(*equal, or_(beyond, col.is_(None)) if nullable else beyond))
+        equal.append(col == value)
+    return or_(*branches) if branches else false()

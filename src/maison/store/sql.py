@@ -26,13 +26,11 @@ from sqlalchemy import (
     Engine,
     Select,
     Table,
-    and_,
     create_engine,
     delete,
     event,
     false,
     func,
-    or_,
     select,
     update,
 )
@@ -41,7 +39,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from maison.fhir.definitions import CONFORMANCE_TYPES
 from maison.fhir.errors import Category, FhirError
-from maison.fhir.search import SearchQuery
+from maison.fhir.search import Cursor, SearchQuery
 from maison.store.crypto import DataKeyError, Keyring
 from maison.store.interface import HistoryPage, SearchPage, Stored
 from maison.store.migrate import upgrade
@@ -56,9 +54,11 @@ from maison.store.schema import (
 from maison.store.search_sql import (
     COLUMN_PARAMS,
     CURRENT,
+    after,
     criterion,
     order_by,
     plan,
+    sort_columns,
     system_conditions,
 )
 
@@ -801,25 +801,22 @@ class SqlTx:
             total = int(self.conn.execute(counting).scalar_one())
         if query.summary_count or query.count == 0:
             return SearchPage([], total, False)
-        if query.after is not None and not query.sort:
-            if query.types:  # system-level: ordered by (id, type)
-                after_type, _, after_id = query.after.partition("/")
-                conds.append(
-                    or_(
-                        r.res_id > after_id,
-                        and_(r.res_id == after_id, r.res_type > after_type),
-                    )
-                )
-            else:
-                conds.append(r.res_id > query.after)
-        ordering = order_by(query.sort)
-        if query.types:
-            ordering.append(r.res_type.asc())
+        system = bool(query.types)
+        columns = sort_columns(query.sort)
+        if query.after is not None:
+            conds.append(after(columns, query.after, system))
         rows = self.conn.execute(
-            select(r.res_type, r.res_id, r.version, r.last_updated, resource_history.c.content)
+            select(
+                r.res_type,
+                r.res_id,
+                r.version,
+                r.last_updated,
+                resource_history.c.content,
+                *(c.label(f"sort_{i}") for i, (c, _) in enumerate(columns)),
+            )
             .select_from(CURRENT)
             .where(*conds)
-            .order_by(*ordering)
+            .order_by(*order_by(columns, system))
             .offset(query.offset)
             .limit(query.count + 1)
         ).all()
@@ -835,7 +832,12 @@ class SqlTx:
             for row in rows[: query.count]
         ]
         included = self._included(entries, query) if query.includes or query.revincludes else []
-        return SearchPage(entries, total, len(rows) > query.count, included)
+        last = None
+        if len(rows) > query.count and entries:
+            row = rows[query.count - 1]
+            values = tuple(row[5 + i] for i in range(len(columns)))
+            last = Cursor(values, row.res_type, row.res_id)
+        return SearchPage(entries, total, len(rows) > query.count, included, last)
 
     def _estimate(self, counting: Select[Any]) -> int:
         """``_total=estimate`` on PostgreSQL: the planner's row estimate of the matches, read
