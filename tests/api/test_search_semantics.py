@@ -202,6 +202,18 @@ ROWS = [
     row("quantity-ne", "Observation?value-quantity=ne5.4|http://unitsofmeasure.org|mmol/L",
         {"obs_c", "obs_d"}),
 
+    # --- :in / :not-in: https://hl7.org/fhir/R4/search.html#modifiers (value sets held here)
+    row("token-in-value-set",
+        "Observation?code:in=http://hl7.org/fhir/ValueSet/observation-vitalsignresult",
+        {"obs_weight", "obs_hr"} | BP),
+    row("token-not-in-value-set",
+        "Observation?code:not-in=http://hl7.org/fhir/ValueSet/observation-vitalsignresult",
+        GLUCOSE | {"obs_local"}),
+    row("token-in-code-element", "Patient?gender:in=http://hl7.org/fhir/ValueSet/administrative-gender",
+        ALL_PATIENTS - {"pat_comma"}),
+    row("token-in-or", "Observation?code:in=http://hl7.org/fhir/ValueSet/observation-vitalsignresult,"
+        "http://hl7.org/fhir/ValueSet/administrative-gender", {"obs_weight", "obs_hr"} | BP),
+
     # --- system level: https://hl7.org/fhir/R4/http.html#search -----------------------------
     row("system-all-types", "?", EVERYTHING),
     row("system-type", "?_type=Patient", ALL_PATIENTS),
@@ -560,6 +572,10 @@ BAD_ROWS = [
     pytest.param("Observation?code-value-quantity:missing=true", id="composite-missing"),
     pytest.param("?family=martin", id="system-type-specific-without-type"),
     pytest.param("Patient?_text=martin", id="text-not-supported"),
+    pytest.param("Observation?code:in=http://example.org/ValueSet/unknown", id="in-unknown-vs"),
+    pytest.param("Observation?code:in=", id="in-empty"),
+    pytest.param("Patient?family:in=http://hl7.org/fhir/ValueSet/administrative-gender",
+                 id="in-on-string"),
     pytest.param("Patient?_content=martin", id="content-not-supported"),
     pytest.param("?_type=Nope", id="system-unknown-type"),
     pytest.param("?_type=Patient,Observation&family=x", id="system-parameter-not-on-every-type"),

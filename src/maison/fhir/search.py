@@ -13,6 +13,7 @@ import orjson
 
 from maison.fhir.definitions import Definitions, SearchParam
 from maison.fhir.errors import Category, FhirError, Issue
+from maison.fhir.validation_terminology import ValueSetExpander
 
 # Result parameters handled by the search engine itself, not by the index tables.
 RESULT_PARAMS = frozenset(
@@ -297,7 +298,7 @@ def _int_param(name: str, raw: str, minimum: int) -> int:
 MAX_CHAIN = 4
 _MODIFIERS: dict[str, set[str | None]] = {
     "string": {None, "exact", "contains"},
-    "token": {None, "not", "text", "of-type"},
+    "token": {None, "not", "text", "of-type", "in", "not-in"},
     "reference": {None, "identifier"},
     "uri": {None, "below", "above"},
     "date": {None},
@@ -377,6 +378,39 @@ def _composite(defs: Definitions, param: SearchParam, raw: str) -> CompositeValu
     return CompositeValue(tuple(parts))
 
 
+MAX_VALUE_SET_CODES = 5000
+_EXPANDERS: dict[int, tuple[Definitions, ValueSetExpander]] = {}
+
+
+def _value_set_codes(defs: Definitions, name: str, raw: str) -> tuple[TokenValue, ...]:
+    """The codes of the value sets named by ``:in`` / ``:not-in``, expanded from the value sets
+    and code systems this server holds (https://hl7.org/fhir/R4/search.html#modifiers)."""
+    held = _EXPANDERS.get(id(defs))
+    if held is None or held[0] is not defs:
+        if len(_EXPANDERS) > 8:
+            _EXPANDERS.clear()
+        held = _EXPANDERS[id(defs)] = (defs, ValueSetExpander(defs))
+    codes: set[tuple[str, str]] = set()
+    for url in _split_values(raw):
+        if not url:
+            raise FhirError(Category.INVALID, f"{name}: empty value set URL")
+        expansion = held[1].expand(url)
+        if expansion is None:
+            raise FhirError(
+                Category.INVALID,
+                f"{name}: the value set {url[:200]} cannot be expanded on this server (it is "
+                "not installed, or it uses filters or code systems that are not loaded)",
+            )
+        codes |= expansion
+    if len(codes) > MAX_VALUE_SET_CODES:
+        raise FhirError(
+            Category.INVALID,
+            f"{name}: the value set has {len(codes)} codes; searches take value sets of at "
+            f"most {MAX_VALUE_SET_CODES}",
+        )
+    return tuple(TokenValue(system, code, False) for system, code in sorted(codes))
+
+
 def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
     """One ``name=raw`` pair (possibly chained or reverse-chained) as a Criterion."""
     from maison.fhir.indexing import fold
@@ -417,6 +451,8 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
             Category.INVALID,
             f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
         )
+    if mod in ("in", "not-in"):
+        return Criterion(code, param.type, mod, _value_set_codes(defs, name, raw), param)
     values: list[Value] = []
     for v in _split_values(raw) if param.type != "composite" else _split_composite_or(raw):
         if param.type == "composite":

@@ -20,6 +20,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     union,
 )
 
@@ -77,7 +78,7 @@ def _date_match(v: object, low: Any, high: Any) -> ColumnElement[bool]:
 def selectivity(c: Criterion) -> int:
     """How much a criterion usually narrows the result, from 0 (a range or a negation: never
     drives the plan) to 5 (one resource's references or ids)."""
-    if c.modifier in ("not", "missing", "contains", "text", "above"):
+    if c.modifier in ("not", "missing", "contains", "text", "above", "not-in"):
         return 0
     if c.code == "_id" or (c.type == "reference" and not c.chain):
         return 5
@@ -193,6 +194,16 @@ def _positive(c: Criterion, rtype: Any) -> tuple[bool, Select[Any]]:
     rows = [t.res_type == rtype, t.code == code]
     if c.modifier == "missing":
         return c.values[0] == "true", select(t.res_id).where(*rows)
+    if c.modifier in ("in", "not-in"):  # codes of a value set: (system, code) pairs
+        pairs = [(v.system, v.code) for v in c.values if isinstance(v, TokenValue)]
+        # a ``code`` element carries no system: its code is read in the value set's systems
+        bare = sorted({code for _, code in pairs})
+        found = (
+            or_(tuple_(t.system, t.value).in_(pairs), and_(t.system.is_(None), t.value.in_(bare)))
+            if pairs
+            else false()
+        )
+        return c.modifier == "not-in", select(t.res_id).where(*rows, found)
     matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
     return c.modifier == "not", select(t.res_id).where(*rows, or_(*matches))
 
