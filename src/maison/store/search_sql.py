@@ -197,7 +197,7 @@ def _positive(c: Criterion, rtype: Any) -> tuple[bool, Select[Any]]:
     if c.modifier in ("in", "not-in"):  # codes of a value set: (system, code) pairs
         pairs = [(v.system, v.code) for v in c.values if isinstance(v, TokenValue)]
         # a ``code`` element carries no system: its code is read in the value set's systems
-        bare = sorted({code for _, code in pairs})
+        bare = sorted({code for _, code in pairs if code})
         found = (
             or_(tuple_(t.system, t.value).in_(pairs), and_(t.system.is_(None), t.value.in_(bare)))
             if pairs
