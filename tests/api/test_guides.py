@@ -119,3 +119,168 @@ def test_every_annuaire_search_parameter_finds_its_examples(annuaire: Server) ->
                 assert example["id"] in ids, (sp["code"], url)
                 checked += 1
     assert checked >= 10
+
+
+# --- PDSm (Partage de Documents de Santé en mobilité) over IHE MHD -------------------------
+PDSM = COMPILED / "IG-fhir-partage-de-documents-de-sante"
+MHD = COMPILED / "IHE-ITI.MHD"
+PDSM_TYPES = ("Patient", "Organization", "Binary", "DocumentReference", "List")
+
+
+@pytest.fixture(scope="module")
+def pdsm(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from servers import backend_data
+
+    tmp = tmp_path_factory.mktemp("pdsm")
+    srv = Server(backend_data(backend, tmp), tmp, free_port(), extra_args=["--no-demo"]).start()
+    for guide in ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante"):
+        out = subprocess.run(
+            [
+                *MAISON,
+                "ig",
+                "install",
+                str(COMPILED / guide),
+                "--data",
+                srv.data,
+                "--state",
+                str(srv.state),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+    time.sleep(1.5)
+    yield srv
+    srv.stop()
+
+
+def _pdsm_examples() -> list[dict[str, Any]]:
+    return [d for p in sorted(PDSM.glob("*.json")) if (d := _json(p))["resourceType"] in PDSM_TYPES]
+
+
+# Official examples that break the base R4 rules: their contained resources keep the
+# meta.versionId/lastUpdated of the server they were copied from (dom-4), and the
+# DocumentReference contains a Practitioner nothing references (dom-3).
+PDSM_WRONG = {
+    "DocumentReference/exemple-pdsm-documentreference": ("dom-3", "dom-4"),
+    "List/ExampleSubmissionSet": ("dom-4",),
+}
+
+
+def _corrected(doc: dict[str, Any]) -> dict[str, Any]:
+    """The minimal fix of a PDSM_WRONG example: contained resources lose the server meta
+    they were copied with (dom-4), and a contained author nothing pointed at is added to
+    ``author`` (dom-3; the comprehensive profile requires a contained resource)."""
+    contained = [
+        {
+            **res,
+            "meta": {
+                k: v
+                for k, v in res.get("meta", {}).items()
+                if k not in ("versionId", "lastUpdated")
+            },
+        }
+        for res in doc.get("contained", [])
+    ]
+    out = {**doc, "contained": contained}
+    text = orjson.dumps(out).decode()
+    for res in contained:
+        if f'"#{res["id"]}"' not in text and "author" in doc:
+            out["author"] = [*doc["author"], {"reference": f"#{res['id']}"}]
+    return out
+
+
+def test_pdsm_examples_load_or_are_refused_with_the_true_reason(pdsm: Server) -> None:
+    loaded = 0
+    with pdsm.client() as c:
+        for doc in _pdsm_examples():
+            key = f"{doc['resourceType']}/{doc['id']}"
+            r = c.put(f"/{key}", json=doc)
+            if key in PDSM_WRONG:
+                assert r.status_code == 422, r.text[:300]
+                for rule in PDSM_WRONG[key]:
+                    assert f"constraint {rule} failed" in r.text, (key, rule)
+                r = c.put(f"/{key}", json=_corrected(doc))
+            assert r.status_code in (200, 201), (key, r.text[:800])
+            loaded += 1
+    assert loaded == 7
+
+
+# (query, expected ids): every PDSm and MHD SearchParameter, and the core ones the PDSm
+# Gestionnaire CapabilityStatement lists, on the (corrected) examples
+PDSM_SEARCHES = [
+    ("List?isArchived=false", {"ExampleSubmissionSet"}),
+    ("List?isArchived=true", set()),
+    ("List?sourceId=urn:oid:1.2.250.1.213.1.1.1|SRC-01", {"ExampleSubmissionSet"}),
+    (
+        "List?designationType=https://mos.esante.gouv.fr/NOS/TRE_R02-SecteurActivite/FHIR/"
+        "TRE-R02-SecteurActivite|SA05",
+        {"ExampleSubmissionSet"},
+    ),
+    ("List?designationType=http://snomed.info/sct|80146002", {"ExampleFolder"}),
+    ("List?patient=Patient/fr-patient-123", {"ExampleSubmissionSet", "ExampleFolder"}),
+    ("List?patient.identifier=urn:oid:1.2.250.1.213.1.4.10|", set()),
+    (
+        "DocumentReference?patient=fr-patient-123",
+        {"exemple-pdsm-documentreference", "PDSmSimplifiedExample"},
+    ),
+    (
+        "DocumentReference?type=http://loinc.org|34133-9&status=current",
+        {"exemple-pdsm-documentreference"},
+    ),
+    (
+        "DocumentReference?category=https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/"
+        "TRE-A03-ClasseDocument|10",
+        {"exemple-pdsm-documentreference", "PDSmSimplifiedExample"},
+    ),
+    ("DocumentReference?security-label=N", {"exemple-pdsm-documentreference"}),
+    (
+        "DocumentReference?author=PractitionerRole/practitionerrole-example",
+        {"exemple-pdsm-documentreference", "PDSmSimplifiedExample"},
+    ),
+    ("DocumentReference?period-start=2025-04-20", {"exemple-pdsm-documentreference"}),
+    ("DocumentReference?period-end=lt2025-04-25", set()),
+    ("DocumentReference?period-end=le2025-04-25", {"exemple-pdsm-documentreference"}),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), PDSM_SEARCHES)
+def test_pdsm_searches(pdsm: Server, query: str, expected: set[str]) -> None:
+    with pdsm.client() as c:
+        for doc in _pdsm_examples():  # idempotent: the same content writes no new version
+            key = f"{doc['resourceType']}/{doc['id']}"
+            c.put(f"/{key}", json=_corrected(doc) if key in PDSM_WRONG else doc)
+        r = c.get(f"/{query}")
+        assert r.status_code == 200, r.text[:300]
+        assert {e["resource"]["id"] for e in r.json().get("entry", [])} == expected
+
+
+def test_pdsm_search_parameters_find_their_examples(pdsm: Server) -> None:
+    """Each SearchParameter of PDSm and MHD whose expression has a value on an example finds
+    that example (the same generic check as the Annuaire's)."""
+    examples = [
+        _corrected(d) if f"{d['resourceType']}/{d['id']}" in PDSM_WRONG else d
+        for d in _pdsm_examples()
+    ]
+    checked = 0
+    with pdsm.client() as c:
+        for doc in examples:
+            c.put(f"/{doc['resourceType']}/{doc['id']}", json=doc)
+        for path in sorted(
+            [*PDSM.glob("SearchParameter-*.json"), *MHD.glob("SearchParameter-*.json")]
+        ):
+            sp = _json(path)
+            for example in examples:
+                if example["resourceType"] not in sp["base"]:
+                    continue
+                values = evaluate(example, sp["expression"])
+                query = next((q for v in values if (q := _query_value(v, sp["type"]))), None)
+                if query is None:
+                    continue
+                url = f"/{example['resourceType']}?{sp['code']}={quote(query, safe='|')}"
+                r = c.get(url, params={"_count": 200})
+                assert r.status_code == 200, (url, r.text[:300])
+                assert example["id"] in {e["resource"]["id"] for e in r.json()["entry"]}, url
+                checked += 1
+    assert checked >= 2  # the examples give values to isArchived, sourceId, designationType
