@@ -98,7 +98,8 @@ RESOURCES: dict[str, dict[str, Any]] = {
         },
         identifier=[
             {
-                "system": INS,
+                # a national identifier of the test's own (an INS would need the full traits)
+                "system": "urn:maison:search-test:ni",
                 "value": "280057512345678",
                 "type": {"coding": [{"system": V2_0203, "code": "NI"}], "text": "Numéro INS"},
             },

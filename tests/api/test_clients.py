@@ -11,7 +11,7 @@ from fhirclient.models.patient import Patient as FcPatient
 from fhirclient.server import FHIRServer
 from fhirpy import SyncFHIRClient
 
-INS_TEST = "urn:oid:1.2.250.1.213.1.4.10"
+INS_TEST = "https://maison.example.org/fhir/sid/ipp"  # a local IPP: random values are no INS
 
 
 def test_fhirpy_crud_search_and_paging(server: Any, http: httpx.Client) -> None:

@@ -94,8 +94,10 @@ def test_update_as_create_and_if_match(http: httpx.Client) -> None:
 
 def test_conditional_create(http: httpx.Client) -> None:
     value = ident()
-    body = patient(identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": value}])
-    cond = {"If-None-Exist": f"identifier=urn:oid:1.2.250.1.213.1.4.10|{value}"}
+    body = patient(
+        identifier=[{"system": "https://maison.example.org/fhir/sid/ipp", "value": value}]
+    )
+    cond = {"If-None-Exist": f"identifier=https://maison.example.org/fhir/sid/ipp|{value}"}
     first = http.post("/Patient", json=body, headers=cond)
     assert first.status_code == 201
     again = http.post("/Patient", json=body, headers=cond)
@@ -108,8 +110,10 @@ def test_conditional_create(http: httpx.Client) -> None:
 
 def test_conditional_update_and_delete(http: httpx.Client) -> None:
     value = ident()
-    sysval = f"urn:oid:1.2.250.1.213.1.4.10|{value}"
-    body = patient(identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": value}])
+    sysval = f"https://maison.example.org/fhir/sid/ipp|{value}"
+    body = patient(
+        identifier=[{"system": "https://maison.example.org/fhir/sid/ipp", "value": value}]
+    )
     r = http.put(f"/Patient?identifier={sysval}", json=body)
     assert r.status_code == 201
     pid = r.json()["id"]

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import orjson
 
+from maison.services.demo import synthetic
 from support import CORPORA
 
-INS_TEST = "urn:oid:1.2.250.1.213.1.4.10"
+INS_TEST = "https://maison.example.org/fhir/sid/ipp"  # random values are no INS
 
 
 def _txn(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
@@ -146,29 +147,35 @@ def _pdsm(name: str) -> dict[str, Any]:
     return doc
 
 
-def test_pdsm4dmp_iti65_submission(http: httpx.Client) -> None:
-    """The ANS ITI-65 example: its subject is a conditional reference by INS."""
+def test_pdsm4dmp_iti65_submission(http: httpx.Client, server: Any) -> None:
+    """The ANS ITI-65 example: its subject is a conditional reference by INS. The example's
+    INS (123456789012345) has a wrong key, so no Patient can carry it: the submission is
+    refused, and goes through once it names a real qualified identity."""
     doc = _pdsm("Bundle-example-td2-iti65-lot-soumission")
-    ins = "identifier=urn:oid:1.2.250.1.213.1.4.8|123456789012345"
-    http.delete(f"/Patient?{ins}")
+    wrong = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "123456789012345"}
+    r = http.post("/Patient", json={"resourceType": "Patient", "identifier": [wrong]})
+    assert r.status_code == 422 and "expected 11" in r.text, r.text[:400]
     r = http.post("/", json=copy.deepcopy(doc))
     assert r.status_code == 412
     assert "matches nothing" in r.json()["issue"][0]["diagnostics"]
-    http.post(
-        "/Patient",
-        json={
-            "resourceType": "Patient",
-            "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "123456789012345"}],
-        },
+    patient = synthetic.patient_bundle(synthetic.bundle_rng(77, 1), 1)["entry"][0]["resource"]
+    with server.client(server.mint("system/*.*", "ins:assert-insi")) as vendor:
+        created = vendor.post("/Patient", json=patient)  # declares its INSi interrogation
+    assert created.status_code == 201, created.text[:400]
+    ins = next(i for i in patient["identifier"] if i["system"] == "urn:oid:1.2.250.1.213.1.4.10")
+    fixed = orjson.loads(
+        orjson.dumps(doc).replace(
+            b"urn:oid:1.2.250.1.213.1.4.8|123456789012345",
+            f"{ins['system']}|{ins['value']}".encode(),
+        )
     )
-    r = http.post("/", json=copy.deepcopy(doc))
+    r = http.post("/", json=fixed)
     assert r.status_code == 200, r.text
     out = r.json()["entry"]
     assert len(out) == len(doc["entry"])
-    pid = http.get(f"/Patient?{ins}").json()["entry"][0]["resource"]["id"]
     assert all(e["response"]["status"] == "201 Created" for e in out)
     subjects = [e["resource"]["subject"]["reference"] for e in out if "subject" in e["resource"]]
-    assert subjects and set(subjects) == {f"Patient/{pid}"}
+    assert subjects and set(subjects) == {f"Patient/{created.json()['id']}"}
 
 
 def test_pdsm4dmp_replacement_needs_the_replaced_document(http: httpx.Client) -> None:

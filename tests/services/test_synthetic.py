@@ -87,7 +87,7 @@ def test_every_patient_has_a_valid_test_nir_consistent_with_its_traits() -> None
         ]
         if place["valueAddress"]["country"] != "FR":
             seen_abroad = True
-            assert value[5:7] == "99" and not codes
+            assert value[5:10] == codes[0] and codes[0][:2] == "99"
         elif codes[0][:2] in ("2A", "2B"):
             seen_corsica = True
             assert value[7:10] == codes[0][2:]

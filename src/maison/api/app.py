@@ -50,7 +50,12 @@ def load_bundles(
     for bundle in items:
         if services.refresh_due():
             services.refresh()
-        ctx = ix.Context(services.defs, services.validate, services.settings.base_url)
+        ctx = ix.Context(
+            services.defs,
+            services.validate,
+            services.settings.base_url,
+            rules=services.write_rules(None),
+        )
         if bundle.get("type") == "transaction":
             out = bundles.transaction(
                 ctx, services.runner(principal), services.store.new_id, bundle, True, False

@@ -117,10 +117,12 @@ class FhirEndpoint:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    def context(self, request: Request) -> ix.Context:
+    def context(self, request: Request, principal: Principal) -> ix.Context:
         """The per-request handler context."""
         base = self.s.settings.public_url or str(request.base_url)
-        return ix.Context(self.s.defs, self.s.validate, base.rstrip("/"))
+        return ix.Context(
+            self.s.defs, self.s.validate, base.rstrip("/"), rules=self.s.write_rules(principal)
+        )
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -177,7 +179,7 @@ class FhirEndpoint:
                         f"Content-Type '{ctype}' is not supported; send application/fhir+json",
                     )
                 body = _parse_json(raw)
-        ctx = self.context(request)
+        ctx = self.context(request, principal)
         bundle_work, unit, write = self._route(
             ctx, principal, method, segments, params, request, body, ctype, prefer
         )

@@ -26,6 +26,9 @@ from maison.fhir.summary import elements, summarize
 from maison.store.interface import Stored, StoreTx
 
 Validate = Callable[[dict[str, Any]], list[Issue]]
+# A business rule on writes of one type: (new, current or None) -> (resource to store, notes);
+# a refusal raises. Registered by the composition root (e.g. the INS rules on Patient).
+WriteRule = Callable[[dict[str, Any], dict[str, Any] | None], tuple[dict[str, Any], list[Issue]]]
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Context:
     validate: Validate
     base_url: str
     lenient: bool = False
+    rules: dict[str, WriteRule] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,8 +164,12 @@ def create(
             )
         if found:
             return Result(200, found[0].resource, found[0])
+    notes: list[Issue] = []
+    rule = ctx.rules.get(res_type)
+    if rule is not None:
+        resource, notes = rule(resource, None)
     stored = tx.create(res_type, resource, res_id, fresh)
-    return Result(201, stored.resource, stored, location=True)
+    return Result(201, stored.resource, stored, location=True, issues=notes)
 
 
 def update(
@@ -176,8 +184,14 @@ def update(
     check_type(ctx, res_type)
     check_id(res_id)
     resource = prepare(ctx, res_type, body, res_id)
+    notes: list[Issue] = []
+    rule = ctx.rules.get(res_type)
+    if rule is not None:
+        current = tx.read(res_type, res_id)
+        old = current.resource if current is not None and not current.deleted else None
+        resource, notes = rule(resource, old)
     stored, created = tx.update(res_type, res_id, resource, parse_if_match(if_match))
-    return Result(201 if created else 200, stored.resource, stored, location=created)
+    return Result(201 if created else 200, stored.resource, stored, location=created, issues=notes)
 
 
 def conditional_update(

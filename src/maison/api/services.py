@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from maison.api.interactions import WriteRule
 from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions, default_definitions
 from maison.fhir.errors import Issue
@@ -22,6 +23,8 @@ from maison.security.issuer import LocalIssuer
 from maison.security.jwks import RemoteJwks
 from maison.security.principal import Principal
 from maison.security.tokens import JwtAuthenticator
+from maison.services.ins import rules as ins_rules
+from maison.services.ins.rules import INSI_ASSERT_SCOPE
 from maison.store.crypto import Keyring
 from maison.store.interface import StoreTx
 from maison.store.sql import SqlStore, StoreSettings
@@ -84,6 +87,17 @@ class Services:
         fut = self.store.write_future(lambda tx: fn(GuardedTx(tx, principal)))
         result: T = await asyncio.wrap_future(fut)
         return result
+
+    def write_rules(self, principal: Principal | None) -> dict[str, WriteRule]:
+        """The business rules on writes, for this caller (``None``: the operator's own
+        imports, trusted to declare INSi interrogations)."""
+        may_assert = principal is None or INSI_ASSERT_SCOPE in principal.other_scopes
+        clock = self.store.clock
+
+        def patient(new: dict[str, Any], old: dict[str, Any] | None) -> Any:
+            return ins_rules.patient_write(new, old, may_assert, clock().date())
+
+        return {"Patient": patient}
 
     def runner(self, principal: Principal) -> Runner:
         """A runner for the bundle processor."""

@@ -40,6 +40,7 @@ VALIDATION_MODE_CS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-mode-val
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 INSEE_CODE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 COMMUNE_CS = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM"
+COUNTRY_CS = "https://mos.esante.gouv.fr/NOS/TRE_R20-Pays/FHIR/TRE-R20-Pays"
 BIRTH_LIST_GIVEN_NAME = (
     "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name"
 )
@@ -304,17 +305,18 @@ def _identity(rng: random.Random) -> _Identity:
 def _patient(rng: random.Random, index: int) -> Resource:
     who = _identity(rng)
     birth_place: Resource = {"city": who.birth_city, "country": who.birth_country}
-    if who.birth_country == "FR":
-        birth_place["extension"] = [
-            {
-                "url": INSEE_CODE,
-                "valueCoding": {
-                    "system": COMMUNE_CS,
-                    "code": who.birth_cog,
-                    "display": who.birth_city,
-                },
-            }
-        ]
+    # the COG of the birthplace: a commune, or 99 + the INSEE country code for a birth abroad
+    birth_place["extension"] = [
+        {
+            "url": INSEE_CODE,
+            "valueCoding": {
+                "system": COMMUNE_CS if who.birth_country == "FR" else COUNTRY_CS,
+                "code": who.birth_cog,
+                "display": who.birth_city,
+            },
+        }
+    ]
+    checked = (REFERENCE_DAY - timedelta(days=rng.randint(1, 900))).isoformat()
     reliability = [
         {
             "url": "identityStatus",
@@ -332,6 +334,7 @@ def _patient(rng: random.Random, index: int) -> Resource:
                 "display": "Téléservice INSi",
             },
         },
+        {"url": "dateInterrogationINSi", "valueDate": checked},
         {
             "url": "validationMode",
             "valueCoding": {
@@ -340,6 +343,7 @@ def _patient(rng: random.Random, index: int) -> Resource:
                 "display": "Carte nationale d'identité",
             },
         },
+        {"url": "validationDate", "valueDate": checked},
     ]
     names: list[Resource] = [
         {
