@@ -2,7 +2,8 @@
 
 The benchmarks are scripts that print figures, not tests. The server is run as
 ``maison serve --host 127.0.0.1 --port P --data DIR|URL`` and a token is taken from the last line
-printed by ``maison token --data DIR|URL --scope 'system/*.*'``.
+printed by ``maison token --data DIR|URL --scope "system/*.*" --scope ins:assert-insi`` (the
+synthetic patients declare their INSi interrogation).
 https://hl7.org/fhir/R4/http.html
 """
 
@@ -338,7 +339,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, timeout: flo
 def get_token(maison: list[str], data: str, cwd: Path) -> str:
     """The bearer token printed on the last line of ``maison token``."""
     done = subprocess.run(
-        [*maison, "token", "--data", data, "--scope", "system/*.*"],
+        [*maison, "token", "--data", data, "--scope", "system/*.*", "--scope", "ins:assert-insi"],
         cwd=cwd,
         capture_output=True,
         text=True,
