@@ -29,13 +29,13 @@ def _json(path: Path) -> dict[str, Any]:
     return doc
 
 
-@pytest.fixture(scope="module")
-def annuaire(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _guide_server(backend: str, tmp_path_factory: pytest.TempPathFactory, *guides: str) -> Server:
+    """A server without demo data with these compiled guides installed (in this order)."""
     from servers import backend_data
 
-    tmp = tmp_path_factory.mktemp("annuaire")
+    tmp = tmp_path_factory.mktemp(guides[-1][:20])
     srv = Server(backend_data(backend, tmp), tmp, free_port(), extra_args=["--no-demo"]).start()
-    for guide in ("hl7.fhir.fr.core", "IG-fhir-annuaire"):
+    for guide in guides:
         out = subprocess.run(
             [
                 *MAISON,
@@ -53,6 +53,12 @@ def annuaire(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
         assert out.returncode == 0, out.stderr
     time.sleep(1.5)  # every worker reloads the installed definitions within a second
+    return srv
+
+
+@pytest.fixture(scope="module")
+def annuaire(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = _guide_server(backend, tmp_path_factory, "hl7.fhir.fr.core", "IG-fhir-annuaire")
     yield srv
     srv.stop()
 
@@ -129,28 +135,8 @@ PDSM_TYPES = ("Patient", "Organization", "Binary", "DocumentReference", "List")
 
 @pytest.fixture(scope="module")
 def pdsm(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from servers import backend_data
-
-    tmp = tmp_path_factory.mktemp("pdsm")
-    srv = Server(backend_data(backend, tmp), tmp, free_port(), extra_args=["--no-demo"]).start()
-    for guide in ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante"):
-        out = subprocess.run(
-            [
-                *MAISON,
-                "ig",
-                "install",
-                str(COMPILED / guide),
-                "--data",
-                srv.data,
-                "--state",
-                str(srv.state),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-    time.sleep(1.5)
+    guides = ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante")
+    srv = _guide_server(backend, tmp_path_factory, *guides)
     yield srv
     srv.stop()
 
