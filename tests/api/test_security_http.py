@@ -123,3 +123,15 @@ def test_system_search_sees_only_readable_types(server: Any) -> None:
         assert sorted(e["resource"]["id"] for e in r.json()["entry"]) == sorted([pid, oid])
     with server.client(server.mint("system/Device.rs")) as other:
         assert other.get("/", params={"_type": "Patient"}).status_code == 403
+
+
+def test_write_only_client_updates_a_patient(server: Any) -> None:
+    """The INS rules compare a Patient with the version it replaces; that needs the right to
+    update, not to read."""
+    with server.client(server.mint("system/Patient.cu")) as writer:
+        created = writer.post("/Patient", json={"resourceType": "Patient", "gender": "female"})
+        assert created.status_code == 201, created.text
+        body = {**created.json(), "gender": "male"}
+        r = writer.put(f"/Patient/{body['id']}", json=body)
+        assert r.status_code == 200, r.text
+        assert writer.get(f"/Patient/{body['id']}").status_code == 403

@@ -187,7 +187,7 @@ def update(
     notes: list[Issue] = []
     rule = ctx.rules.get(res_type)
     if rule is not None:
-        current = tx.read(res_type, res_id)
+        current = tx.replaced(res_type, res_id)
         old = current.resource if current is not None and not current.deleted else None
         resource, notes = rule(resource, old)
     stored, created = tx.update(res_type, res_id, resource, parse_if_match(if_match))

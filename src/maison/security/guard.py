@@ -28,6 +28,12 @@ class GuardedTx:
         authorize(self.principal, "read", res_type)
         return self.tx.read(res_type, res_id)
 
+    def replaced(self, res_type: str, res_id: str) -> Stored | None:
+        """The version an update replaces, for write rules: allowed by an update scope (a
+        write-only client never sees it)."""
+        authorize(self.principal, "update", res_type)
+        return self.tx.replaced(res_type, res_id)
+
     def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """vread, allowed by a read scope on the type."""
         authorize(self.principal, "vread", res_type)

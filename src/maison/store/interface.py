@@ -52,6 +52,10 @@ class StoreTx(Protocol):
     def read(self, res_type: str, res_id: str) -> Stored | None:
         """The current version (a tombstone if deleted), or None if never written."""
 
+    def replaced(self, res_type: str, res_id: str) -> Stored | None:
+        """The current version an update is about to replace (for write rules that compare
+        old and new); a right to update, not to read, is what it needs."""
+
     def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """One version."""
 

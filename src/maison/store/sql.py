@@ -705,6 +705,10 @@ class SqlTx:
         body = self._open(res_type, res_id, row.version, row.content)
         return Stored(res_type, res_id, row.version, row.last_updated, row.deleted, body)
 
+    def replaced(self, res_type: str, res_id: str) -> Stored | None:
+        """The current version an update is about to replace."""
+        return self.read(res_type, res_id)
+
     def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """One version of a resource."""
         self.flush()
