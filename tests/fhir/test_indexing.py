@@ -645,3 +645,21 @@ _INDEXERS: dict[int, Indexer] = {}
 
 def _shared_indexer(defs: Definitions) -> Indexer:
     return _INDEXERS.setdefault(id(defs), Indexer(defs))
+
+
+def test_composite_rows_only_for_complete_repetitions(indexer: Indexer) -> None:
+    """A composite matches only when every component matches in one repetition, so a
+    repetition lacking a component gets no rows (https://hl7.org/fhir/R4/search.html#composite)."""
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+        "valueQuantity": {"value": 5.4, "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+    }
+    out = indexer.extract(obs)
+    codes = {row[0] for _, _, row in out.composite}
+    assert "code-value-quantity$0" in codes and "code-value-quantity$1" in codes
+    assert "combo-code-value-quantity$0" in codes
+    absent = {"code-value-concept", "code-value-date", "code-value-string"}
+    assert not {c for c in codes if c.split("$")[0] in absent}
+    assert not {c for c in codes if c.startswith("component-")}

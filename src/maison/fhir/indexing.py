@@ -185,6 +185,10 @@ class Indexer:
                     rows = [
                         (kind, row) for kind in _EMITTER_KINDS for row in getattr(scratch, kind)
                     ]
+                    # a repetition lacking a component can never match: no rows for it (an
+                    # Observation with a valueQuantity has no code-value-concept/date/string)
+                    if len({row[0] for _, row in rows}) < len(comps):
+                        continue
                     groups.append(((group, rows), None))
                     group += 1
             return groups
