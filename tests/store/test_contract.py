@@ -422,3 +422,38 @@ def test_runaway_statements_are_stopped(
             assert isinstance(mapped, FhirError) and mapped.category == Category.TIMEOUT
         finally:
             slow.close()
+
+
+def test_referencing_lists_current_resources_of_every_type(store: SqlStore) -> None:
+    store.write(lambda tx: tx.create("Patient", {**PATIENT, "link": []}, "r1"))
+    self_link = {"other": {"reference": "Patient/r1"}, "type": "seealso"}
+    store.write(lambda tx: tx.update("Patient", "r1", {**PATIENT, "id": "r1", "link": [self_link]}))
+    store.write(lambda tx: tx.create("Patient", {**PATIENT, "link": [self_link]}, "r2"))
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    subject = {"reference": "Patient/r1"}
+    store.write(lambda tx: tx.create("Observation", {**obs, "subject": subject}, "o1"))
+    store.write(lambda tx: tx.create("Observation", {**obs, "performer": [subject]}, "o2"))
+    enc = {"resourceType": "Encounter", "status": "finished", "subject": subject}
+    store.write(lambda tx: tx.create("Encounter", enc, "e1"))
+    expected = [
+        ("Encounter", "e1"),
+        ("Observation", "o1"),
+        ("Observation", "o2"),
+        ("Patient", "r2"),
+    ]
+    assert store.read(lambda tx: tx.referencing("Patient", "r1")) == expected
+    via = {"Observation": ["subject"], "Patient": ["link"]}
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", via)) == [
+        ("Observation", "o1"),
+        ("Patient", "r2"),
+    ]
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", {})) == []
+    store.write(lambda tx: tx.delete("Encounter", "e1"))
+
+    def within(tx: Any) -> list[tuple[str, str]]:  # pending rows are seen in the same unit
+        tx.create("Encounter", enc, "e2")
+        found: list[tuple[str, str]] = tx.referencing("Patient", "r1")
+        return found
+
+    assert store.write(within)[0] == ("Encounter", "e2")
+    assert ("Encounter", "e1") not in store.read(lambda tx: tx.referencing("Patient", "r1"))

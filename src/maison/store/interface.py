@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html — the persistence needs of the RESTful inter
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -92,6 +93,20 @@ class StoreTx(Protocol):
         before_seq: int | None,
     ) -> HistoryPage:
         """Instance, type or system history, newest first."""
+
+    def referencing(
+        self,
+        res_type: str,
+        res_id: str,
+        via: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[str, str]]:
+        """(type, id) of the current resources whose indexed references point to
+        ``res_type/res_id`` (itself excluded), sorted; ``via`` limits the look-up to these
+        reference search parameters per source type (https://hl7.org/fhir/R4/references.html)."""
+
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
+        """Ids of the current resources of the type whose token parameter holds
+        ``system|value`` (https://hl7.org/fhir/R4/search.html#token)."""
 
 
 class ResourceStore(Protocol):

@@ -148,3 +148,44 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     kind: tuple(c.name for c in table.columns if c.name != "grp")[2:]
     for kind, table in INDEX_TABLES.items()
 }
+
+# -- INSi reference base (https://esante.gouv.fr/produits-services/referentiel-ins) -----------
+# The identities behind our INSi-compatible téléservice. A matricule is stored only as a keyed
+# hash (HMAC-SHA256) and each record as an encrypted payload; the search traits are in clear,
+# as in the index tables above.
+insref_identity = Table(
+    "insref_identity",
+    metadata,
+    Column("mat_hash", LargeBinary, primary_key=True),
+    Column("oid", String(64), primary_key=True),
+    Column("birth_name", Text, nullable=False),
+    Column("birth_date", String(10), nullable=False),
+    Column("sex", String(1), nullable=False),
+    Column("digest", LargeBinary, nullable=False),  # keyed hash of the record: skips reloads
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_insref_identity_traits", "birth_name", "birth_date", "sex"),
+)
+
+# Previous matricules (INSHISTO): one row per (hash of the old matricule, identity).
+insref_history = Table(
+    "insref_history",
+    metadata,
+    Column("hist_hash", LargeBinary, primary_key=True),
+    Column("mat_hash", LargeBinary, primary_key=True),
+    Column("oid", String(64), primary_key=True),
+    Index("ix_insref_history_identity", "mat_hash", "oid"),
+)
+
+# Every call to our INSi service, kept as evidence for later Patient writes.
+insi_call = Table(
+    "insi_call",
+    metadata,
+    Column("id", _bigint_pk, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("client", Text, nullable=False),
+    Column("cr", String(2), nullable=False),
+    Column("mat_hash", LargeBinary, nullable=True),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_insi_call_mat_at", "mat_hash", "at"),
+)

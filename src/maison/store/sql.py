@@ -6,13 +6,14 @@ https://hl7.org/fhir/R4/http.html (versions, history, conditional semantics live
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ from sqlalchemy import (
     Engine,
     Select,
     Table,
+    and_,
     create_engine,
     delete,
     event,
     false,
     func,
+    not_,
+    or_,
     select,
     update,
 )
@@ -47,6 +51,7 @@ from maison.store.schema import (
     INDEX_COLUMNS,
     INDEX_TABLES,
     idx_reference,
+    idx_token,
     resource,
     resource_history,
     store_meta,
@@ -212,8 +217,10 @@ class SqlStore:
             self.set_meta("data_key_ids", ",".join([*recorded, current]))
 
     def get_meta(self, key: str) -> str | None:
-        """A fact about the store itself."""
+        """A fact about the store itself (a plain read: no write lock, so it may be called while
+        this process's writer holds the SQLite lock)."""
         with self.engine.connect() as conn:
+            conn = conn.execution_options(maison_write=False)
             return conn.execute(
                 select(store_meta.c.value).where(store_meta.c.key == key)
             ).scalar_one_or_none()
@@ -781,6 +788,67 @@ class SqlTx:
         ]
         nxt = entries[-1].seq if len(rows) > count and entries else None
         return HistoryPage(entries, total, nxt)
+
+    def referencing(
+        self,
+        res_type: str,
+        res_id: str,
+        via: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[str, str]]:
+        """(type, id) of the current resources whose indexed references point to
+        ``res_type/res_id`` (itself excluded), sorted; ``via`` names the reference search
+        parameters to look in per source type, so the look-up runs on the index that leads with
+        (res_type, code) instead of scanning idx_reference (https://hl7.org/fhir/R4/references.html)."""
+        self.flush()
+        ref = idx_reference.c
+        conds: list[ColumnElement[bool]] = [
+            ref.target_type == res_type,
+            ref.target_id == res_id,
+            not_(and_(ref.res_type == res_type, ref.res_id == res_id)),
+        ]
+        if via is not None:
+            groups = [
+                and_(ref.res_type == rtype, ref.code.in_(sorted(codes)))
+                for rtype, codes in sorted(via.items())
+                if codes
+            ]
+            if not groups:
+                return []
+            conds.append(or_(*groups))
+        rows = self.conn.execute(
+            select(ref.res_type, ref.res_id)
+            .where(*conds)
+            .distinct()
+            .order_by(ref.res_type, ref.res_id)
+        ).all()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
+        """Ids of the current ``res_type`` resources whose token parameter ``code`` holds
+        ``system|value``, for identifiers that must be unique (one INS, one person). On
+        PostgreSQL a transaction-scoped advisory lock on the value serialises two writers
+        claiming it at once; SQLite writers are serialised already
+        (https://hl7.org/fhir/R4/search.html#token)."""
+        self.flush()
+        if self.store.dialect == "postgresql":
+            digest = hashlib.blake2b(
+                f"{res_type}|{code}|{system}|{value}".encode(), digest_size=8
+            ).digest()
+            key = int.from_bytes(digest, "big", signed=True)
+            self.conn.execute(select(func.pg_advisory_xact_lock(key)))
+        tok = idx_token.c
+        rows = self.conn.execute(
+            select(tok.res_id)
+            .where(
+                tok.res_type == res_type,
+                tok.code == code,
+                tok.value == value,
+                tok.system == system,
+            )
+            .distinct()
+            .order_by(tok.res_id)
+        ).all()
+        return [str(r[0]) for r in rows]
 
     # -- searching -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchPage:
