@@ -102,9 +102,11 @@ class Server:
             start_new_session=True,  # its own process group: the workers go with it
         )
 
-    def mint(self, *scopes: str, patient: str | None = None) -> str:
+    def mint(self, *scopes: str, patient: str | None = None, subject: str | None = None) -> str:
         """A token from `maison token` (its last output line)."""
         args = [*MAISON, "token", "--data", self.data, "--state", str(self.state)]
+        if subject:
+            args += ["--subject", subject]
         for s in scopes or ("system/*.*",):
             args += ["--scope", s]
         if patient:

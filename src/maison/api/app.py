@@ -55,6 +55,7 @@ def load_bundles(
             services.validate,
             services.settings.base_url,
             rules=services.write_rules(None),
+            unique=services.unique_claims(),
         )
         if bundle.get("type") == "transaction":
             out = bundles.transaction(

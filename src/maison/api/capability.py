@@ -9,6 +9,7 @@ import functools
 from typing import Any
 
 from maison import __version__
+from maison.api.operations import Registry, capability_operations
 from maison.fhir.definitions import Definitions
 from maison.fhir.search import searchable
 
@@ -58,8 +59,18 @@ def _resources(defs: Definitions) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def capability_statement(defs: Definitions, base_url: str) -> dict[str, Any]:
+def capability_statement(
+    defs: Definitions, base_url: str, registry: Registry | None = None
+) -> dict[str, Any]:
     """This server's CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html)."""
+    registry = registry or Registry()
+    resources = []
+    for entry in _resources(defs):
+        extra = capability_operations(registry.for_type(entry["type"]))
+        if extra:
+            entry = {**entry, "operation": [*entry["operation"], *extra]}
+        resources.append(entry)
+    rest_ops = capability_operations(registry.system())
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -88,7 +99,7 @@ def capability_statement(defs: Definitions, base_url: str) -> dict[str, Any]:
                     ],
                     "description": "Bearer JWT access tokens (RFC 9068) with SMART scopes",
                 },
-                "resource": list(_resources(defs)),
+                "resource": resources,
                 "interaction": [
                     {"code": "transaction"},
                     {"code": "batch"},
@@ -100,6 +111,7 @@ def capability_statement(defs: Definitions, base_url: str) -> dict[str, Any]:
                     for p in sorted(defs.search_params("Account").values(), key=lambda p: p.code)
                     if p.base in ("Resource", "DomainResource") and searchable(p)
                 ],
+                **({"operation": rest_ops} if rest_ops else {}),
             }
         ],
     }

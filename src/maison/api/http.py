@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maison.api import bundles
+from maison.api import bundles, operations
 from maison.api import interactions as ix
 from maison.api.capability import capability_statement
 from maison.api.errors import status_of
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.security.guard import GuardedTx
 from maison.security.principal import Principal
 from maison.store.interface import StoreTx
 
@@ -121,7 +122,11 @@ class FhirEndpoint:
         """The per-request handler context."""
         base = self.s.settings.public_url or str(request.base_url)
         return ix.Context(
-            self.s.defs, self.s.validate, base.rstrip("/"), rules=self.s.write_rules(principal)
+            self.s.defs,
+            self.s.validate,
+            base.rstrip("/"),
+            rules=self.s.write_rules(principal),
+            unique=self.s.unique_claims(),
         )
 
     async def handle(self, request: Request) -> Response:
@@ -240,6 +245,23 @@ class FhirEndpoint:
                 True,
             )
 
+        op_code, op_type, op_id = _operation_target(seg)
+        if op_code is not None:
+            level = "instance" if op_id else "type" if op_type else "system"
+            found = s.operations.find(op_code, level, op_type)
+            if op_type is not None:
+                ix.check_type(ctx, op_type)
+
+            def invoke(tx: StoreTx) -> ix.Result:
+                if not isinstance(tx, GuardedTx):  # every unit runs on the guarded store
+                    raise FhirError(Category.INTERNAL, "operation outside the guarded store")
+                return operations.invoke(
+                    s.operations, ctx, tx, method, op_code, op_type, op_id, params, body
+                )
+
+            writes = found is not None and found.affects_state and method == "POST"
+            return None, invoke, writes
+
         def handle(tx: StoreTx) -> ix.Result | None:
             rtype = seg[0]
             if n == 1 and rtype == "_history" and method == "GET":
@@ -264,6 +286,10 @@ class FhirEndpoint:
                 if second == "$validate" and method == "POST":
                     return ix.validate_op(ctx, rtype, body)
                 if method in ("GET", "HEAD"):
+                    if rtype == "OperationDefinition":
+                        ours = s.operations.definition(second)
+                        if ours is not None:  # our operations' definitions, served as data
+                            return ix.Result(200, ours)
                     return ix.read(ctx, tx, rtype, second)
                 if method == "PUT":
                     return ix.update(ctx, tx, rtype, second, body, h.get("if-match"))
@@ -310,6 +336,19 @@ class FhirEndpoint:
 Unit = Callable[[StoreTx], "ix.Result | None"]
 
 
+def _operation_target(seg: list[str]) -> tuple[str | None, str | None, str | None]:
+    """(code, resource type, id) when the path invokes an ``$operation`` other than
+    ``$validate`` (https://hl7.org/fhir/R4/operations.html#invoking)."""
+    n = len(seg)
+    if n == 1 and seg[0].startswith("$"):
+        return seg[0][1:], None, None
+    if n == 2 and seg[1].startswith("$") and seg[1] != "$validate":
+        return seg[1][1:], seg[0], None
+    if n == 3 and seg[2].startswith("$"):
+        return seg[2][1:], seg[0], seg[1]
+    return None, None, None
+
+
 def _nothing(_tx: StoreTx) -> None:
     return None
 
@@ -330,7 +369,9 @@ def build_app(services: Services) -> Starlette:
 
     async def metadata(request: Request) -> Response:
         base = services.settings.public_url or str(request.base_url)
-        return fhir_response(200, capability_statement(services.defs, base.rstrip("/")))
+        return fhir_response(
+            200, capability_statement(services.defs, base.rstrip("/"), services.operations)
+        )
 
     async def health(_request: Request) -> Response:
         try:

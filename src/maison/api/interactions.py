@@ -31,6 +31,22 @@ Validate = Callable[[dict[str, Any]], list[Issue]]
 WriteRule = Callable[[dict[str, Any], dict[str, Any] | None], tuple[dict[str, Any], list[Issue]]]
 
 
+@dataclass(frozen=True)
+class UniqueClaim:
+    """A token value a resource claims for itself alone (e.g. one matricule INS, one person):
+    a second resource of the type claiming it is refused with ``hint``."""
+
+    code: str  # token search parameter, e.g. "identifier"
+    system: str
+    value: str
+    label: str  # what it is, for people: "the matricule INS"
+    hint: str  # what to do about a collision
+
+
+# The unique claims of a resource of one type. Registered by the composition root.
+UniqueClaims = Callable[[dict[str, Any]], list[UniqueClaim]]
+
+
 @dataclass
 class Context:
     """What a handler needs: definitions, validation, the base URL for links."""
@@ -40,6 +56,7 @@ class Context:
     base_url: str
     lenient: bool = False
     rules: dict[str, WriteRule] = field(default_factory=dict)
+    unique: dict[str, UniqueClaims] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,8 +185,32 @@ def create(
     rule = ctx.rules.get(res_type)
     if rule is not None:
         resource, notes = rule(resource, None)
+    check_unique(ctx, tx, res_type, None, resource)
     stored = tx.create(res_type, resource, res_id, fresh)
     return Result(201, stored.resource, stored, location=True, issues=notes)
+
+
+def check_unique(
+    ctx: Context, tx: StoreTx, res_type: str, res_id: str | None, resource: dict[str, Any]
+) -> None:
+    """Refuse a write whose unique claims another resource of the type already holds (409)."""
+    claims = ctx.unique.get(res_type)
+    if claims is None:
+        return
+    for claim in claims(resource):
+        others = [
+            i for i in tx.holders(res_type, claim.code, claim.system, claim.value) if i != res_id
+        ]
+        if others:
+            message = (
+                f"{claim.label} {claim.value} is already carried by {res_type}/{others[0]}: "
+                f"{claim.hint}"
+            )
+            raise FhirError(
+                Category.CONFLICT,
+                message,
+                [Issue("error", "duplicate", message, (f"{res_type}.identifier",))],
+            )
 
 
 def update(
@@ -190,6 +231,7 @@ def update(
         current = tx.replaced(res_type, res_id)
         old = current.resource if current is not None and not current.deleted else None
         resource, notes = rule(resource, old)
+    check_unique(ctx, tx, res_type, res_id, resource)
     stored, created = tx.update(res_type, res_id, resource, parse_if_match(if_match))
     return Result(201 if created else 200, stored.resource, stored, location=created, issues=notes)
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from maison.api.interactions import WriteRule
+from maison.api.ins_operations import register_ins
+from maison.api.interactions import UniqueClaim, UniqueClaims, WriteRule
+from maison.api.merge_operations import register_merge
+from maison.api.operations import Registry
 from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions, default_definitions
 from maison.fhir.errors import Issue
@@ -24,8 +27,10 @@ from maison.security.jwks import RemoteJwks
 from maison.security.principal import Principal
 from maison.security.tokens import JwtAuthenticator
 from maison.services.ins import rules as ins_rules
+from maison.services.ins.reliability import InsiEvidence
 from maison.services.ins.rules import INSI_ASSERT_SCOPE
 from maison.store.crypto import Keyring
+from maison.store.identity_base import IdentityBase
 from maison.store.interface import StoreTx
 from maison.store.sql import SqlStore, StoreSettings
 
@@ -47,6 +52,8 @@ class Services:
     conformance_rev: str | None = None
     next_check: float = 0.0
     refresh_seconds: float = 1.0
+    operations: Registry = field(default_factory=Registry)
+    identity_base: IdentityBase | None = None
 
     def refresh_due(self) -> bool:
         """Whether the installed definitions should be looked at again (cheap, no I/O)."""
@@ -93,9 +100,47 @@ class Services:
         imports, trusted to declare INSi interrogations)."""
         may_assert = principal is None or INSI_ASSERT_SCOPE in principal.other_scopes
         clock = self.store.clock
+        base = self.identity_base
+        client = principal.subject if principal is not None else None
+
+        def evidence(matricule: str) -> list[InsiEvidence]:
+            """This caller's own calls of the platform's INSi service that returned the
+            matricule, newest first (another client's call proves nothing for this one)."""
+            if base is None or client is None:
+                return []
+            found = []
+            for call in base.calls_for(matricule):
+                if call.client != client:
+                    continue
+                ev = ins_rules.evidence_from_call(
+                    call.cr, call.matricule, call.oid, call.traits, call.at.date()
+                )
+                if ev is not None:
+                    found.append(ev)
+            return found
 
         def patient(new: dict[str, Any], old: dict[str, Any] | None) -> Any:
-            return ins_rules.patient_write(new, old, may_assert, clock().date())
+            return ins_rules.patient_write(new, old, may_assert, clock().date(), evidence)
+
+        return {"Patient": patient}
+
+    def unique_claims(self) -> dict[str, UniqueClaims]:
+        """Identifiers one resource holds alone: a matricule INS belongs to one Patient
+        (identity-vigilance: a collision is refused, https://esante.gouv.fr/produits-services/referentiel-ins)."""
+
+        def patient(resource: dict[str, Any]) -> list[UniqueClaim]:
+            return [
+                UniqueClaim(
+                    "identifier",
+                    system,
+                    value,
+                    "The matricule INS",
+                    "one INS belongs to one person. If both records are the same person, merge "
+                    "them (Patient/$merge); otherwise correct the identifier and report the "
+                    "collision to the identity-vigilance cell",
+                )
+                for system, value in ins_rules.ins_identifiers(resource)
+            ]
 
         return {"Patient": patient}
 
@@ -160,4 +205,10 @@ def build_services(settings: Settings) -> Services:
     defs = default_definitions()
     store = make_store(settings, defs)
     authenticator, issuer = make_authenticator(settings)
-    return Services(settings, defs, store, Validator(defs), authenticator, issuer, base_defs=defs)
+    services = Services(
+        settings, defs, store, Validator(defs), authenticator, issuer, base_defs=defs
+    )
+    services.identity_base = IdentityBase(store)
+    register_ins(services.operations, services.identity_base, lambda: store.clock().date())
+    register_merge(services.operations)
+    return services

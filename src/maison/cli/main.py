@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
+from maison.cli.ins import ins_app
+from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
 
 app = typer.Typer(help="maison: the French e-health socle services on a FHIR R4 server.")
@@ -24,6 +26,7 @@ db_app = typer.Typer(help="Database schema commands.")
 app.add_typer(db_app, name="db")
 ig_app = typer.Typer(help="Implementation guides: profiles, value sets, search parameters.")
 app.add_typer(ig_app, name="ig")
+app.add_typer(ins_app, name="ins")
 console = Console(stderr=True)
 
 DataOpt = Annotated[
@@ -211,7 +214,14 @@ def import_(
     with Progress(console=console) as progress:
         task = progress.add_task("Importing", total=len(files))
         for f in files:
-            total += load_bundles(services, [orjson.loads(f.read_bytes())])
+            try:
+                total += load_bundles(services, [orjson.loads(f.read_bytes())])
+            except FhirError as exc:  # a refused bundle writes nothing: say why, no traceback
+                console.print(f"[red]{f}: refused, nothing written from it: {exc.message}[/red]")
+                raise typer.Exit(1) from None
+            except orjson.JSONDecodeError as exc:
+                console.print(f"[red]{f}: not JSON: {exc}[/red]")
+                raise typer.Exit(1) from None
             progress.advance(task)
     services.store.analyze()
     console.print(f"{total} resources written")

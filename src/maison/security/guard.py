@@ -6,6 +6,7 @@ https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -100,6 +101,41 @@ class GuardedTx:
         if refusal is not None and (query.explicit_types or not allowed):
             raise refusal
         return replace(query, types=tuple(allowed))
+
+    def referencing(
+        self,
+        res_type: str,
+        res_id: str,
+        via: Mapping[str, Collection[str]] | None = None,
+    ) -> list[tuple[str, str]]:
+        """The resources referencing ``res_type/res_id``, only when the caller may read every
+        type found: an operation that repoints references (``$merge``) does all or nothing
+        (https://hl7.org/fhir/R4/references.html)."""
+        authorize(self.principal, "read", res_type)
+        found = self.tx.referencing(res_type, res_id, via)
+        for rtype in sorted({t for t, _ in found}):
+            authorize(self.principal, "read", rtype)
+        return found
+
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
+        """Who already holds an identifier that must be unique: asked by a write of the type,
+        so allowed by a create or update scope (a write-only client is told of a collision)."""
+        try:
+            authorize(self.principal, "create", res_type)
+        except FhirError:
+            authorize(self.principal, "update", res_type)
+        return self.tx.holders(res_type, code, system, value)
+
+    def operation(
+        self, code: str, interaction: str, res_type: str | None, contexts: frozenset[str]
+    ) -> None:
+        """An ``$operation`` needs the interaction its registration names, from a scope of one
+        of ``contexts`` (e.g. INSi only for professionals and systems, never a patient app):
+        https://hl7.org/fhir/R4/operations.html."""
+        try:
+            authorize(self.principal, interaction, res_type, contexts)
+        except FhirError as exc:
+            raise FhirError(exc.category, f"${code}: {exc.message}") from None
 
     def history(
         self,

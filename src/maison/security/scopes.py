@@ -29,8 +29,13 @@ INTERACTION_PERMISSION: dict[str, str] = {
 BUNDLE_INTERACTIONS = frozenset({"transaction", "batch"})
 
 
-def authorize(principal: Principal, interaction: str, resource_type: str | None) -> None:
-    """Raise FORBIDDEN unless a scope allows the interaction: https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html."""
+def authorize(
+    principal: Principal,
+    interaction: str,
+    resource_type: str | None,
+    contexts: frozenset[str] = frozenset({"patient", "user", "system"}),
+) -> None:
+    """Raise FORBIDDEN unless a scope of one of ``contexts`` allows the interaction: https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html."""
     if interaction in BUNDLE_INTERACTIONS:
         if any(_usable(principal, s.context) for s in principal.scopes):
             return
@@ -42,14 +47,24 @@ def authorize(principal: Principal, interaction: str, resource_type: str | None)
         # "operation" and unknown names: the caller must pass the interaction an operation needs
         raise ValueError(f"unknown interaction for authorization: {interaction!r}")
     needs_context = False
+    wrong_context = False
     for scope in principal.scopes:
         if not scope.covers(permission, resource_type):
+            continue
+        if scope.context not in contexts:
+            wrong_context = True
             continue
         if _usable(principal, scope.context):
             return
         needs_context = True
     target = resource_type or "all resource types"
-    if needs_context:
+    if wrong_context and not needs_context:
+        allowed = " or ".join(f"{c}/" for c in sorted(contexts))
+        reason = (
+            f"{interaction} on {target} refused: only {allowed} scopes may do this, "
+            "not the token's scopes"
+        )
+    elif needs_context:
         reason = (
             f"{interaction} on {target} refused: patient/ scopes need a patient in the "
             "launch context and the token has none"

@@ -5,24 +5,89 @@ https://hl7.fr/ig/fhir/core/StructureDefinition-fr-core-patient-ins.html
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from maison.fhir.errors import Issue
-from maison.services.ins.reliability import check_patient_write
+from maison.services.ins import insi
+from maison.services.ins.reliability import InsiEvidence, check_patient_write
+from maison.services.ins.vigilance import INS_SYSTEMS
 
 # The right to declare an INSi interrogation made outside the platform (a vendor's software
 # that called the national téléservice): without it, RECUP/QUAL need the platform's own call.
 INSI_ASSERT_SCOPE = "ins:assert-insi"
 
 
+@dataclass(frozen=True)
+class CalledIdentity:
+    """The identity an earlier call of the platform's INSi service returned."""
+
+    matricule: str
+    oid: str
+    birth_name: str
+    given_names: tuple[str, ...]
+    sex: str
+    birth_date: str
+    birth_place: str
+    history: tuple[str, ...] = ()
+
+
+def ins_identifiers(patient: dict[str, Any]) -> list[tuple[str, str]]:
+    """(system, matricule) of each INS a Patient carries in force (not ``use`` ``old``)."""
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in patient.get("identifier") or ()
+        if isinstance(i, dict)
+        and i.get("system") in INS_SYSTEMS
+        and i.get("use") != "old"
+        and isinstance(i.get("value"), str)
+    ]
+
+
+def ins_matricules(patient: dict[str, Any]) -> list[str]:
+    """The matricules INS a Patient carries in force."""
+    return [value for _, value in ins_identifiers(patient)]
+
+
+def evidence_from_call(
+    cr: str, matricule: str | None, oid: str | None, traits: dict[str, Any], day: date
+) -> InsiEvidence | None:
+    """The evidence a recorded call of the platform's INSi service gives (CR 00 only):
+    https://esante.gouv.fr/produits-services/referentiel-ins."""
+    if cr != insi.CR_FOUND or not matricule or not oid or not traits:
+        return None
+    identity = CalledIdentity(
+        matricule=matricule,
+        oid=oid,
+        birth_name=str(traits["birth_name"]),
+        given_names=tuple(traits["given_names"]),
+        sex=str(traits["sex"]),
+        birth_date=str(traits["birth_date"]),
+        birth_place=str(traits.get("birth_place") or ""),
+    )
+    return insi.evidence(insi.InsiResponse(cr, "", identity=identity), day)
+
+
 def patient_write(
-    new: dict[str, Any], old: dict[str, Any] | None, may_assert_insi: bool, today: date
+    new: dict[str, Any],
+    old: dict[str, Any] | None,
+    may_assert_insi: bool,
+    today: date,
+    evidence: Callable[[str], Iterable[InsiEvidence]] | None = None,
 ) -> tuple[dict[str, Any], list[Issue]]:
     """The Patient to store (its status possibly lowered to what its evidence supports) and
-    the notes for the client; a refusal raises the 422 that names the field
+    the notes for the client; a refusal raises the 422 that names the field. ``evidence``
+    gives the platform's own INSi answers for a matricule, newest first
     (https://esante.gouv.fr/produits-services/referentiel-ins)."""
-    decision = check_patient_write(new, old, None, may_assert_insi, today=today)
+    found: InsiEvidence | None = None
+    if evidence is not None:
+        for matricule in ins_matricules(new):
+            found = next(iter(evidence(matricule)), None)
+            if found is not None:
+                break
+    decision = check_patient_write(new, old, found, may_assert_insi, today=today)
     error = decision.error
     if error is not None:
         raise error

@@ -662,3 +662,45 @@ def find_duplicates(
         stats.update(counters)
     order = {COLLISION: 0, DUPLICATE: 1, HOMONYM: 2}
     yield from sorted(found.values(), key=lambda p: (order[p.kind], -p.score, p.a, p.b))
+
+
+# --------------------------------------------------------------------------------------------
+# Anomalies of single identities (the report of the cellule d'identitovigilance)
+# --------------------------------------------------------------------------------------------
+
+
+def anomalies(patients: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Identities a cellule d'identitovigilance must look at, one (Patient id, reason) each:
+    doubtful or fictitious identities, a matricule INS stored on an identity that is not
+    qualified (it must not be emitted), merged records still active, and QUAL/RECUP statuses
+    without the INSi interrogation date.
+
+    https://esante.gouv.fr/produits-services/referentiel-ins (RNIV, EXI SI 07/09)
+    """
+    from maison.services.ins.reliability import read_reliability
+
+    out: list[tuple[str, str]] = []
+    for patient in patients:
+        pid = str(patient.get("id", "?"))
+        rel = read_reliability(patient)
+        status = rel.status or "none"
+        if rel.doubtful:
+            out.append((pid, f"identité douteuse (DOUT), status {status}: to be resolved"))
+        if rel.fictitious:
+            out.append((pid, f"identité fictive (FICT), status {status}"))
+        carries = any(
+            isinstance(i, dict) and i.get("system") in INS_SYSTEMS and i.get("use") != "old"
+            for i in patient.get("identifier") or ()
+        )
+        if carries and status != "QUAL":
+            out.append(
+                (pid, f"matricule INS stored on a {status} identity: it must not be emitted")
+            )
+        if status in ("RECUP", "QUAL") and not rel.insi_date:
+            out.append((pid, f"status {status} without the INSi interrogation date"))
+        links = patient.get("link") or ()
+        if patient.get("active", True) and any(
+            isinstance(link, dict) and link.get("type") == "replaced-by" for link in links
+        ):
+            out.append((pid, "merged into another record (replaced-by) but still active"))
+    return out
