@@ -126,7 +126,7 @@ def wrk_measure(
     """The same URLs cycled by wrk (C): the server's capacity without Python's client cost."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    quoted = [quote(u, safe="/?=&,:") for u in urls]  # wrk sends the bytes as they are
+    quoted = [quote(u, safe="/?=&,:%$+") for u in urls]  # wrk sends the bytes as they are
     body = WRK_SCRIPT % (",".join(f'"{u}"' for u in quoted), server.token)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(body)

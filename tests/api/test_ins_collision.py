@@ -91,3 +91,49 @@ def test_a_transaction_claiming_one_ins_twice_writes_nothing(http: httpx.Client)
     found = http.get("/Patient", params={"identifier": f"{INS_TEST}|{ins}"}).json()
     assert found.get("total", len(found.get("entry", []))) == 0
     assert not found.get("entry")
+
+
+PI = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PI"}]}
+
+
+def _ipp(system: str | None, value: str, use: str = "usual") -> dict[str, Any]:
+    out: dict[str, Any] = {"use": use, "type": PI, "value": value}
+    if system:
+        out["system"] = system
+    return out
+
+
+def test_ipp_is_unique_per_structure_and_several_structures_coexist(http: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:8]
+    chu = f"urn:oid:1.2.250.1.71.4.2.7.{uuid.uuid4().int % 10**6}"
+    clinique = f"https://clinique-{tag}.example.fr/ipp"
+    both = {
+        "resourceType": "Patient",
+        "name": [{"family": "LEROY"}],
+        "identifier": [_ipp(chu, f"{tag}-1"), _ipp(clinique, f"{tag}-A")],
+    }
+    first = http.post("/Patient", json=both)
+    assert first.status_code == 201, first.text
+    # the same IPP value in another structure is another patient's: fine
+    other = {"resourceType": "Patient", "identifier": [_ipp(f"{clinique}/b", f"{tag}-1")]}
+    assert http.post("/Patient", json=other).status_code == 201
+    # the same IPP in the same structure is a collision
+    again = http.post(
+        "/Patient", json={"resourceType": "Patient", "identifier": [_ipp(chu, f"{tag}-1")]}
+    )
+    assert again.status_code == 409, again.text
+    assert "The IPP" in again.text and first.json()["id"] in again.text
+    # an old IPP (kept after a merge) claims nothing
+    kept = {"resourceType": "Patient", "identifier": [_ipp(chu, f"{tag}-1", use="old")]}
+    assert http.post("/Patient", json=kept).status_code == 201
+    # found by either structure's IPP
+    for system, value in ((chu, f"{tag}-1"), (clinique, f"{tag}-A")):
+        found = http.get("/Patient", params={"identifier": f"{system}|{value}"})
+        ids = {e["resource"]["id"] for e in found.json().get("entry", [])}
+        assert first.json()["id"] in ids
+
+
+def test_ipp_without_its_structure_system_is_refused(http: httpx.Client) -> None:
+    r = http.post("/Patient", json={"resourceType": "Patient", "identifier": [_ipp(None, "123")]})
+    assert r.status_code == 422, r.text
+    assert "system of the structure" in r.text

@@ -198,8 +198,10 @@ def check_unique(
     if claims is None:
         return
     for claim in claims(resource):
-        others = [
-            i for i in tx.holders(res_type, claim.code, claim.system, claim.value) if i != res_id
+        others = [  # the index knows the value, not the use: ask the claims of each holder
+            h.id
+            for h in tx.holders(res_type, claim.code, claim.system, claim.value)
+            if h.id != res_id and h.resource is not None and claim in claims(h.resource)
         ]
         if others:
             message = (

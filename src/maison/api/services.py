@@ -140,6 +140,16 @@ class Services:
                     "collision to the identity-vigilance cell",
                 )
                 for system, value in ins_rules.ins_identifiers(resource)
+            ] + [
+                UniqueClaim(
+                    "identifier",
+                    system,
+                    value,
+                    "The IPP",
+                    "an IPP names one patient in its structure. If both records are the same "
+                    "person, merge them (Patient/$merge); otherwise correct the IPP",
+                )
+                for system, value in ins_rules.ipp_identifiers(resource)
             ]
 
         return {"Patient": patient}

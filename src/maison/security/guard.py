@@ -117,9 +117,10 @@ class GuardedTx:
             authorize(self.principal, "read", rtype)
         return found
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
         """Who already holds an identifier that must be unique: asked by a write of the type,
-        so allowed by a create or update scope (a write-only client is told of a collision)."""
+        so allowed by a create or update scope. The bodies stay in the server: a write-only
+        client is only told the id of the resource it collides with."""
         try:
             authorize(self.principal, "create", res_type)
         except FhirError:

@@ -104,8 +104,8 @@ class StoreTx(Protocol):
         ``res_type/res_id`` (itself excluded), sorted; ``via`` limits the look-up to these
         reference search parameters per source type (https://hl7.org/fhir/R4/references.html)."""
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
-        """Ids of the current resources of the type whose token parameter holds
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
+        """The current resources of the type whose token parameter holds
         ``system|value`` (https://hl7.org/fhir/R4/search.html#token)."""
 
 

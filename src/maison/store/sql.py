@@ -823,8 +823,8 @@ class SqlTx:
         ).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[str]:
-        """Ids of the current ``res_type`` resources whose token parameter ``code`` holds
+    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
+        """The current ``res_type`` resources whose token parameter ``code`` holds
         ``system|value``, for identifiers that must be unique (one INS, one person). On
         PostgreSQL a transaction-scoped advisory lock on the value serialises two writers
         claiming it at once; SQLite writers are serialised already
@@ -848,7 +848,8 @@ class SqlTx:
             .distinct()
             .order_by(tok.res_id)
         ).all()
-        return [str(r[0]) for r in rows]
+        found = [self.read(res_type, str(r[0])) for r in rows]
+        return [f for f in found if f is not None and not f.deleted]
 
     # -- searching -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchPage:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from maison.fhir.errors import Issue
+from maison.fhir.errors import Category, FhirError, Issue
 from maison.services.ins import insi
 from maison.services.ins.reliability import InsiEvidence, check_patient_write
 from maison.services.ins.vigilance import INS_SYSTEMS
@@ -44,6 +44,49 @@ def ins_identifiers(patient: dict[str, Any]) -> list[tuple[str, str]]:
         and i.get("use") != "old"
         and isinstance(i.get("value"), str)
     ]
+
+
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def _is_ipp(identifier: dict[str, Any]) -> bool:
+    codings = (identifier.get("type") or {}).get("coding") or ()
+    return any(
+        isinstance(c, dict) and c.get("system") == V2_0203 and c.get("code") == "PI"
+        for c in codings
+    )
+
+
+def ipp_identifiers(patient: dict[str, Any]) -> list[tuple[str, str]]:
+    """(structure system, IPP) of each IPP (type PI) in force: one per structure and patient,
+    several structures side by side (https://hl7.fr/ig/fhir/core/StructureDefinition-fr-core-patient.html)."""
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in patient.get("identifier") or ()
+        if isinstance(i, dict)
+        and _is_ipp(i)
+        and i.get("use") != "old"
+        and isinstance(i.get("system"), str)
+        and isinstance(i.get("value"), str)
+    ]
+
+
+def check_ipp(patient: dict[str, Any]) -> list[Issue]:
+    """An IPP is only meaningful in its structure's namespace: it must carry the system."""
+    issues = []
+    for n, i in enumerate(patient.get("identifier") or ()):
+        if isinstance(i, dict) and _is_ipp(i) and not i.get("system"):
+            issues.append(
+                Issue(
+                    "error",
+                    "required",
+                    f"Patient.identifier[{n}]: an IPP (type PI) needs the system of the structure "
+                    "that assigned it (identifier.system), or it cannot be told from another "
+                    "structure's IPP",
+                    (f"Patient.identifier[{n}].system",),
+                )
+            )
+    return issues
 
 
 def ins_matricules(patient: dict[str, Any]) -> list[str]:
@@ -87,6 +130,9 @@ def patient_write(
             found = next(iter(evidence(matricule)), None)
             if found is not None:
                 break
+    ipp = check_ipp(new)
+    if ipp:
+        raise FhirError(Category.UNPROCESSABLE, ipp[0].diagnostics, ipp)
     decision = check_patient_write(new, old, found, may_assert_insi, today=today)
     error = decision.error
     if error is not None:
