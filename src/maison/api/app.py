@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from maison.api import bundles
 from maison.api import interactions as ix
 from maison.api.http import build_app
+from maison.api.ins_operations import load_demo_reference
 from maison.api.services import Services, build_services
 from maison.api.settings import Settings, server_file
 from maison.security.principal import Principal, parse_scopes
@@ -92,8 +93,18 @@ def prepare(settings: Settings) -> Services:
         if services.store.count() == 0:
             from maison.services.demo.synthetic import demo_bundles
 
-            n = load_bundles(services, demo_bundles(settings.demo_patients, seed=2026))
+            bundles_ = list(demo_bundles(settings.demo_patients, seed=2026))
+            n = load_bundles(services, bundles_)
             log.info("loaded %d demo resources", n)
+            if services.identity_base is not None:
+                patients = [
+                    e["resource"]
+                    for b in bundles_
+                    for e in b.get("entry", [])
+                    if e.get("resource", {}).get("resourceType") == "Patient"
+                ]
+                m = load_demo_reference(services.identity_base, patients, seed=2026)
+                log.info("loaded %d identities into the demo INSi reference base", m)
         services.store.set_meta("demo_loaded", "1")
     return services
 

@@ -6,8 +6,10 @@ https://esante.gouv.fr/produits-services/referentiel-ins
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from datetime import date
+from typing import Any
 
 from maison.api.interactions import Result
 from maison.api.operations import (
@@ -18,7 +20,49 @@ from maison.api.operations import (
     load_definition,
 )
 from maison.services.ins import insi
-from maison.store.identity_base import IdentityBase
+from maison.services.ins.reference import ReferenceIdentity, from_patient, synthesize
+from maison.services.ins.traits import normalise_name
+from maison.store.identity_base import IdentityBase, IdentityRecord
+
+#: Synthetic identities added to the demo reference base around the demo patients' own.
+DEMO_REFERENCE_SIZE = 5000
+
+
+def record_of(identity: ReferenceIdentity) -> IdentityRecord:
+    """The stored form of a reference identity (https://esante.gouv.fr/produits-services/referentiel-ins)."""
+    return IdentityRecord(
+        matricule=identity.matricule,
+        oid=identity.oid,
+        birth_name=identity.nom_naissance,
+        given_names=identity.prenoms,
+        sex=identity.sexe,
+        birth_date=identity.date_naissance,
+        birth_place=identity.lieu_naissance,
+        history=identity.historique,
+    )
+
+
+def load_demo_reference(base: IdentityBase, patients: Iterable[dict[str, Any]], seed: int) -> int:
+    """The demo reference base: the demo patients' identities (so ``$ins-search`` finds them)
+    and synthetic others; returns how many were loaded."""
+    own = []
+    for patient in patients:
+        try:
+            identity = from_patient(patient)
+        except ValueError:
+            continue  # a demo patient without a complete INS identity
+        # as INSi returns them: upper case, no accents (the demo writes names as people do)
+        record = record_of(identity)
+        own.append(
+            dataclasses.replace(
+                record,
+                birth_name=normalise_name(record.birth_name)[0],
+                given_names=tuple(normalise_name(g)[0] for g in record.given_names),
+            )
+        )
+    others = (record_of(i) for i in synthesize(DEMO_REFERENCE_SIZE, seed))
+    counts = base.load([*own, *others])
+    return counts.created + counts.updated
 
 
 def _record_call(

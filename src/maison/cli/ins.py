@@ -65,22 +65,6 @@ def _data_lines(path: Path) -> int:
     return max(lines - (1 if path.name.lower().endswith(".csv") else 0), 0)
 
 
-def _record(identity: Any) -> Any:
-    """The stored form of a reference identity."""
-    from maison.store.identity_base import IdentityRecord
-
-    return IdentityRecord(
-        matricule=identity.matricule,
-        oid=identity.oid,
-        birth_name=identity.nom_naissance,
-        given_names=identity.prenoms,
-        sex=identity.sexe,
-        birth_date=identity.date_naissance,
-        birth_place=identity.lieu_naissance,
-        history=identity.historique,
-    )
-
-
 def _rate(done: int, started: float) -> str:
     elapsed = time.perf_counter() - started
     return f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
@@ -137,6 +121,7 @@ def load(
 ) -> None:
     """Import a reference base of identities into the INSi-compatible service (idempotent:
     a second import of the same file changes nothing)."""
+    from maison.api.ins_operations import record_of
     from maison.api.services import make_store
     from maison.fhir.definitions import default_definitions
     from maison.services.ins.reference import RowError, read
@@ -161,7 +146,7 @@ def load(
                     errors.append(row)
                     progress.advance(task)
                     continue
-                yield _record(row)
+                yield record_of(row)
 
         def advance(n: int) -> None:
             progress.advance(task, n)
