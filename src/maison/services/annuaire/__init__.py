@@ -1,0 +1,1 @@
+"""Annuaire Santé: the RPPS/ADELI open-data extraction, read and synthesised."""
