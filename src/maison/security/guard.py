@@ -13,8 +13,15 @@ from typing import Any
 from maison.fhir.errors import FhirError
 from maison.fhir.search import SearchQuery
 from maison.security.principal import Principal
+from maison.security.readonly import check_change
 from maison.security.scopes import authorize
 from maison.store.interface import HistoryPage, SearchPage, Stored, StoreTx
+
+# Types an import may keep read-only (the Annuaire Santé's): only their updates and deletes
+# read the current version to check its import tag.
+PROTECTABLE_TYPES = frozenset(
+    {"Practitioner", "PractitionerRole", "Organization", "HealthcareService", "Device"}
+)
 
 
 @dataclass
@@ -49,6 +56,7 @@ class GuardedTx:
     ) -> Stored:
         """create, allowed by a write/create scope on the type."""
         authorize(self.principal, "create", res_type)
+        check_change(self.principal, "create", res_type, resource, None)
         return self.tx.create(res_type, resource, res_id, fresh)
 
     def update(
@@ -60,11 +68,19 @@ class GuardedTx:
     ) -> tuple[Stored, bool]:
         """update (or update-as-create), allowed by a write/update scope on the type."""
         authorize(self.principal, "update", res_type)
+        if res_type in PROTECTABLE_TYPES:
+            current = self.tx.replaced(res_type, res_id)
+            old = current.resource if current is not None and not current.deleted else None
+            check_change(self.principal, "update", res_type, resource, old)
         return self.tx.update(res_type, res_id, resource, expected_version)
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
         """delete, allowed by a write/delete scope on the type."""
         authorize(self.principal, "delete", res_type)
+        if res_type in PROTECTABLE_TYPES:
+            current = self.tx.replaced(res_type, res_id)
+            old = current.resource if current is not None and not current.deleted else None
+            check_change(self.principal, "delete", res_type, None, old)
         return self.tx.delete(res_type, res_id)
 
     def search(self, query: SearchQuery) -> SearchPage:
