@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
+from maison.cli.annuaire import annuaire_app
 from maison.cli.ins import ins_app
 from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 ig_app = typer.Typer(help="Implementation guides: profiles, value sets, search parameters.")
 app.add_typer(ig_app, name="ig")
 app.add_typer(ins_app, name="ins")
+app.add_typer(annuaire_app, name="annuaire")
 console = Console(stderr=True)
 
 DataOpt = Annotated[

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -188,4 +189,21 @@ insi_call = Table(
     Column("mat_hash", LargeBinary, nullable=True),
     Column("payload", LargeBinary, nullable=False),
     Index("ix_insi_call_mat_at", "mat_hash", "at"),
+)
+
+# -- Import ledger (resources maintained by an external source, e.g. the Annuaire Santé) -----
+# One row per resource an import wrote: the hash of the content it wrote, the last run whose
+# extraction held it, and whether the resource was retired (made inactive) since the source
+# dropped it. Re-imports compare hashes here without decrypting bodies; what an import did not
+# see is found with one indexed query.
+import_ledger = Table(
+    "import_ledger",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("run", Integer, nullable=False),
+    Column("retired", Boolean, nullable=False, server_default=false()),
+    Index("ix_import_ledger_source_run", "source", "run"),
 )

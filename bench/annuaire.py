@@ -1,0 +1,214 @@
+"""Annuaire Santé import benchmark: `maison annuaire import` of a synthetic extraction of N rows.
+
+Synthesises N rows (`maison.services.annuaire.synth`, the published 56-column layout, zipped
+as published unless --txt), then times three runs of the import command, each a separate
+process over the same store, with the peak RSS of its process tree (the importer and its
+reader child, from /proc, polled every 0.2 s):
+
+1. the first import (everything created);
+2. the same file again: must write nothing (the history table is counted before and after);
+3. a newer extraction where 1% of the persons changed (--changes): half of them renamed
+   (their Practitioner updated), half gone (their resources made inactive), and as many rows
+   of new persons added (the synthesis continued past N).
+
+Figures, not a test.
+
+    .venv/bin/python bench/annuaire.py                          # 100,000 rows, SQLite
+    .venv/bin/python bench/annuaire.py --rows 1000000 --pg postgresql://maison@127.0.0.1:5432/postgres
+    .venv/bin/python bench/annuaire.py --rows 1000000 --data /var/tmp/maison-annuaire
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import common
+from maison.api.settings import Settings
+from maison.services.annuaire.synth import synthesize, write_extraction
+
+IDNPS = "Identification nationale PP"
+NOM = "Nom d'exercice"
+CLI = "from maison.cli.annuaire import annuaire_app; annuaire_app(prog_name='maison annuaire')"
+
+
+def base_rows(n: int, seed: int) -> Iterator[dict[str, str]]:
+    """The first extraction."""
+    return synthesize(n, seed)
+
+
+def changed_rows(n: int, seed: int, changes: float) -> Iterator[dict[str, str]]:
+    """The newer extraction: of every 1/changes persons, one renamed and one gone (every
+    other time); new persons' rows appended (the synthesis continued past ``n``)."""
+    every = max(2, round(1 / changes))
+    person = -1
+    last = None
+    for row in synthesize(n, seed):
+        if row[IDNPS] != last:
+            person, last = person + 1, row[IDNPS]
+        if person % every == 0:
+            if (person // every) % 2 == 0:
+                yield {**row, NOM: row[NOM] + "-RENOMME"}
+            continue  # gone
+        yield row
+    extra = max(1, round(n * changes / 2))
+    for i, row in enumerate(synthesize(n + extra, seed)):
+        if i >= n:
+            yield row
+
+
+def timed_write(rows: Iterator[dict[str, str]], path: Path) -> float:
+    t0 = time.perf_counter()
+    write_extraction(rows, path, generated_at=datetime(2026, 1, 1, 3, 0))
+    return time.perf_counter() - t0
+
+
+def history_rows(database_url: str) -> int:
+    """Versions stored so far (every write adds one; 0 before the store exists)."""
+    from sqlalchemy import create_engine, func, inspect, select
+    from sqlalchemy.pool import NullPool
+
+    from maison.store.schema import resource_history
+
+    if database_url.startswith("sqlite:///") and not Path(database_url[10:]).exists():
+        return 0
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        if not inspect(engine).has_table("resource_history"):
+            return 0
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(resource_history)).scalar())
+    finally:
+        engine.dispose()
+
+
+def summary_cells(output: str, name: str) -> dict[str, str]:
+    """The row of the CLI's summary table for ``name``."""
+    header: list[str] = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.replace("┃", "│").split("│")[1:-1]]
+        if cells and cells[0] == "file":
+            header = cells
+        elif cells and cells[0] == name and header:
+            return dict(zip(header, cells, strict=False))
+    return {}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the waited-for descendants (the importer and its reader child)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_import(
+    path: Path, data: str, state: Path, label: str, count: Callable[[], int]
+) -> dict[str, Any]:
+    """One `maison annuaire import` in its own process: time, peak RSS, what it wrote."""
+    before = count()
+    cpu_before = _children_cpu()
+    cmd = [sys.executable, "-c", CLI, "import", str(path), "--data", data, "--state", str(state)]
+    env = {**os.environ, "COLUMNS": "200"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    sampler = common.RssSampler(proc.pid, interval=0.2)
+    sampler.start()
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    sampler.stop()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{label}: the import failed ({proc.returncode}):\n{text[-3000:]}")
+    memory = sampler.report()
+    cells = summary_cells(text, path.name)
+    rows = int(cells.get("rows", "0").replace(",", ""))
+    return {
+        "run": label,
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "rows/s": round(rows / seconds) if seconds else None,
+        "created": cells.get("created"),
+        "updated": cells.get("updated"),
+        "unchanged": cells.get("unchanged"),
+        "deactivated": cells.get("deactivated"),
+        "rejected": cells.get("rejected"),
+        "cpu_s (importer+reader)": round(_children_cpu() - cpu_before, 1),
+        "versions written": count() - before,
+        "peak_rss_mib (tree)": memory["peak_rss_mib"],
+        "peak_rss_mib (largest)": memory["peak_rss_largest_mib"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Synthesise, then import, re-import and import a 1%-changed extraction."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--changes", type=float, default=0.01, help="share of persons changed")
+    parser.add_argument("--txt", action="store_true", help="plain .txt instead of the .zip")
+    parser.add_argument("--json", default=None, help="append result rows as JSON lines")
+    group = parser.add_argument_group("store")
+    group.add_argument("--pg", metavar="URL", default=None, help="PostgreSQL server to use")
+    group.add_argument("--pg-db", metavar="NAME", default=None, help="keep this PG database")
+    group.add_argument("--data", metavar="DIR", default=None, help="keep this SQLite folder")
+    group.add_argument("--keep", action="store_true", help="keep the fresh store and files")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="maison-annuaire-"))
+    cleanups: list[Callable[[], None]] = []
+    if args.pg or args.pg_db:
+        data, drop = common.pg_database(args.pg or common.DEFAULT_PG, args.pg_db, args.keep)
+        cleanups.append(drop)
+        store = "PostgreSQL"
+    else:
+        data = str(Path(args.data).resolve()) if args.data else str(folder / "data")
+        store = "SQLite"
+    state = folder / "state"
+    if args.pg_db:  # a kept database needs its data key again
+        state = Path(tempfile.gettempdir()) / f"maison-bench-state-{args.pg_db}"
+    database_url = Settings(data=data, state=str(state)).database_url
+    suffix = ".txt" if args.txt else ".zip"
+    first = folder / f"first{suffix}"
+    newer = folder / f"newer{suffix}"
+    rows: list[dict[str, Any]] = []
+    try:
+        synth_s = timed_write(base_rows(args.rows, args.seed), first)
+        change_s = timed_write(changed_rows(args.rows, args.seed, args.changes), newer)
+        print(
+            f"synthesised {args.rows:,} rows in {synth_s:.1f} s ({first.stat().st_size:,} bytes), "
+            f"the changed extraction in {change_s:.1f} s",
+            file=sys.stderr,
+        )
+
+        def count() -> int:
+            return history_rows(database_url)
+
+        for label, path in (("first import", first), ("same file", first), ("1% changed", newer)):
+            result = run_import(path, data, state, label, count)
+            print(f"{label}: {result['seconds']} s", file=sys.stderr)
+            rows.append(result)
+    finally:
+        for cleanup in cleanups:
+            cleanup()
+        if args.keep:
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    common.print_rows(f"Annuaire import of {args.rows:,} rows ({store})", rows, args.json)
+    if rows[1]["versions written"] != 0:
+        print("the re-import of the same file wrote versions", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
