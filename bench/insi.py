@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     common.add_server_options(parser)
     args = parser.parse_args(argv)
+    if "--no-demo" not in args.server_args:  # the demo's own reference identities stay out
+        args.server_args = f"{args.server_args} --no-demo".strip()
 
     rows: list[dict[str, Any]] = []
     with common.running_server(args, label="insi") as server:
