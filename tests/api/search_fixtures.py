@@ -220,7 +220,10 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "doc_ins": {
         "resourceType": "DocumentReference",
         "status": "current",
-        "subject": {"identifier": {"system": INS, "value": "280057512345678"}},
+        # a logical reference by identifier (an INS here would have to be a qualified one's)
+        "subject": {
+            "identifier": {"system": "urn:maison:search-test:ni", "value": "280057512345678"}
+        },
         "content": [{"attachment": {"contentType": "text/plain", "title": "CR INS"}}],
     },
 }

@@ -112,7 +112,7 @@ ROWS = [
     row("ref-type-modifier-other-type", "Observation?subject:Group={id:pat_helene}", set()),
     row("ref-wrong-type", "Observation?subject=Group/{id:pat_helene}", set()),
     row("ref-identifier", "DocumentReference?subject:identifier="
-        "urn:oid:1.2.250.1.213.1.4.8|280057512345678", {"doc_ins"}),
+        "urn:maison:search-test:ni|280057512345678", {"doc_ins"}),
     row("ref-or", "Observation?subject=Patient/{id:pat_helene},Patient/{id:pat_heloise}",
         {"obs_a", "obs_hr", "obs_b"}),
     row("ref-managing-organization", "Patient?organization=Organization/{id:org_cardio}",

@@ -163,12 +163,19 @@ def test_pdsm4dmp_iti65_submission(http: httpx.Client, server: Any) -> None:
         created = vendor.post("/Patient", json=patient)  # declares its INSi interrogation
     assert created.status_code == 201, created.text[:400]
     ins = next(i for i in patient["identifier"] if i["system"] == "urn:oid:1.2.250.1.213.1.4.10")
-    fixed = orjson.loads(
+    # the INS is named twice per entry: the conditional subject and the contained
+    # sourcePatientInfo Patient; both must be the qualified identity's (RNIV)
+    raw = orjson.dumps(doc)
+    raw = raw.replace(b"urn:oid:1.2.250.1.213.1.4.8", ins["system"].encode())
+    fixed = orjson.loads(raw.replace(b"123456789012345", ins["value"].encode()))
+    half = orjson.loads(
         orjson.dumps(doc).replace(
             b"urn:oid:1.2.250.1.213.1.4.8|123456789012345",
             f"{ins['system']}|{ins['value']}".encode(),
         )
     )
+    r = http.post("/", json=half)  # the contained Patient still names the example's INS
+    assert r.status_code == 422 and "no Patient of this platform" in r.text, r.text[:400]
     r = http.post("/", json=fixed)
     assert r.status_code == 200, r.text
     out = r.json()["entry"]

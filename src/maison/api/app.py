@@ -57,6 +57,7 @@ def load_bundles(
             services.settings.base_url,
             rules=services.write_rules(None),
             unique=services.unique_claims(),
+            checks=services.write_checks(),
         )
         if bundle.get("type") == "transaction":
             out = bundles.transaction(

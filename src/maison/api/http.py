@@ -127,6 +127,7 @@ class FhirEndpoint:
             base.rstrip("/"),
             rules=self.s.write_rules(principal),
             unique=self.s.unique_claims(),
+            checks=self.s.write_checks(),
         )
 
     async def handle(self, request: Request) -> Response:

@@ -46,6 +46,12 @@ class UniqueClaim:
 # The unique claims of a resource of one type. Registered by the composition root.
 UniqueClaims = Callable[[dict[str, Any]], list[UniqueClaim]]
 
+# Who holds a token value: (type, search parameter code, system, value) -> current resources.
+Holders = Callable[[str, str, str, str], list[Stored]]
+# A business check on a write that looks at other resources (e.g. an INS named in a document
+# must belong to a qualified identity); a refusal raises. Registered by the composition root.
+WriteCheck = Callable[[dict[str, Any], Holders], None]
+
 
 @dataclass
 class Context:
@@ -57,6 +63,7 @@ class Context:
     lenient: bool = False
     rules: dict[str, WriteRule] = field(default_factory=dict)
     unique: dict[str, UniqueClaims] = field(default_factory=dict)
+    checks: dict[str, WriteCheck] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,7 +200,14 @@ def create(
 def check_unique(
     ctx: Context, tx: StoreTx, res_type: str, res_id: str | None, resource: dict[str, Any]
 ) -> None:
-    """Refuse a write whose unique claims another resource of the type already holds (409)."""
+    """Run the type's write check, then refuse a write whose unique claims another resource of
+    the type already holds (409)."""
+    check = ctx.checks.get(res_type)
+    if check is not None:
+        check(
+            resource,
+            lambda rtype, code, system, value: tx.holders(rtype, code, system, value, res_type),
+        )
     claims = ctx.unique.get(res_type)
     if claims is None:
         return

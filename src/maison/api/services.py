@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from maison.api.ins_operations import register_ins
-from maison.api.interactions import UniqueClaim, UniqueClaims, WriteRule
+from maison.api.interactions import UniqueClaim, UniqueClaims, WriteCheck, WriteRule
 from maison.api.merge_operations import register_merge
 from maison.api.operations import Registry
 from maison.api.settings import Settings
@@ -153,6 +153,12 @@ class Services:
             ]
 
         return {"Patient": patient}
+
+    def write_checks(self) -> dict[str, WriteCheck]:
+        """Checks of writes against other resources: documents and messages name a patient by
+        INS only if the identity is qualified (https://esante.gouv.fr/produits-services/referentiel-ins)."""
+        check = ins_rules.check_ins_emission
+        return {t: check for t in ("DocumentReference", "Composition", "Bundle", "List")}
 
     def runner(self, principal: Principal) -> Runner:
         """A runner for the bundle processor."""

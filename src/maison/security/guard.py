@@ -133,14 +133,18 @@ class GuardedTx:
             authorize(self.principal, "read", rtype)
         return found
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
-        """Who already holds an identifier that must be unique: asked by a write of the type,
-        so allowed by a create or update scope. The bodies stay in the server: a write-only
-        client is only told the id of the resource it collides with."""
+    def holders(
+        self, res_type: str, code: str, system: str, value: str, writing: str | None = None
+    ) -> list[Stored]:
+        """Who holds an identifier, for the integrity checks of a write (one INS one patient;
+        an INS named in a document must be qualified): allowed by a create or update scope on
+        the type being written (``writing``, default ``res_type``). The bodies stay in the
+        server: the client is only told what its own write would break."""
+        target = writing or res_type
         try:
-            authorize(self.principal, "create", res_type)
+            authorize(self.principal, "create", target)
         except FhirError:
-            authorize(self.principal, "update", res_type)
+            authorize(self.principal, "update", target)
         return self.tx.holders(res_type, code, system, value)
 
     def operation(

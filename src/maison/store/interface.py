@@ -104,9 +104,12 @@ class StoreTx(Protocol):
         ``res_type/res_id`` (itself excluded), sorted; ``via`` limits the look-up to these
         reference search parameters per source type (https://hl7.org/fhir/R4/references.html)."""
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
+    def holders(
+        self, res_type: str, code: str, system: str, value: str, writing: str | None = None
+    ) -> list[Stored]:
         """The current resources of the type whose token parameter holds
-        ``system|value`` (https://hl7.org/fhir/R4/search.html#token)."""
+        ``system|value``; ``writing`` names the type whose write asks (for the guard)
+        (https://hl7.org/fhir/R4/search.html#token)."""
 
 
 class ResourceStore(Protocol):

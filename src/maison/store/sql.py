@@ -823,7 +823,9 @@ class SqlTx:
         ).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    def holders(self, res_type: str, code: str, system: str, value: str) -> list[Stored]:
+    def holders(
+        self, res_type: str, code: str, system: str, value: str, writing: str | None = None
+    ) -> list[Stored]:
         """The current ``res_type`` resources whose token parameter ``code`` holds
         ``system|value``, for identifiers that must be unique (one INS, one person). On
         PostgreSQL a transaction-scoped advisory lock on the value serialises two writers

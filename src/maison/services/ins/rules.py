@@ -12,7 +12,12 @@ from typing import Any
 
 from maison.fhir.errors import Category, FhirError, Issue
 from maison.services.ins import insi
-from maison.services.ins.reliability import InsiEvidence, check_patient_write
+from maison.services.ins.reliability import (
+    InsiEvidence,
+    check_patient_write,
+    may_emit_ins,
+    read_reliability,
+)
 from maison.services.ins.vigilance import INS_SYSTEMS
 
 # The right to declare an INSi interrogation made outside the platform (a vendor's software
@@ -139,3 +144,53 @@ def patient_write(
         raise error
     resource = dict(decision.resource) if decision.resource is not None else new
     return resource, [i for i in decision.issues if i.severity not in ("error", "fatal")]
+
+
+def _ins_named(element: Any, found: dict[tuple[str, str], None]) -> None:
+    if isinstance(element, dict):
+        system, value = element.get("system"), element.get("value")
+        if system in INS_SYSTEMS and isinstance(value, str):
+            found[(str(system), value)] = None
+        for child in element.values():
+            _ins_named(child, found)
+    elif isinstance(element, list):
+        for child in element:
+            _ins_named(child, found)
+
+
+def check_ins_emission(
+    document: dict[str, Any], holders: Callable[[str, str, str, str], list[Any]]
+) -> None:
+    """A document (or message) may name a patient by matricule INS only when the platform
+    holds that identity as qualified (QUAL): refuse (422) an INS of a PROV/RECUP/VALI identity,
+    or one no Patient carries (https://esante.gouv.fr/produits-services/referentiel-ins, RNIV)."""
+    found: dict[tuple[str, str], None] = {}
+    _ins_named(document, found)
+    kind = document.get("resourceType", "document")
+    for system, value in found:
+        patients = [
+            h.resource
+            for h in holders("Patient", "identifier", system, value)
+            if h.resource is not None and (system, value) in ins_identifiers(h.resource)
+        ]
+        if not patients:
+            message = (
+                f"{kind} names the matricule INS {value}, which no Patient of this platform "
+                "carries: a matricule INS is only emitted for a qualified identity (QUAL); "
+                "register the patient with a qualified identity first"
+            )
+        elif not any(may_emit_ins(p) for p in patients):
+            status = read_reliability(patients[0]).status or "none"
+            message = (
+                f"{kind} names the matricule INS {value} of Patient/{patients[0].get('id')}, whose "
+                f"identity is {status}, not qualified (QUAL): the RNIV forbids emitting the INS "
+                "of a non-qualified identity; name the patient by a local identifier or "
+                "qualify the identity first"
+            )
+        else:
+            continue
+        raise FhirError(
+            Category.UNPROCESSABLE,
+            message,
+            [Issue("error", "business-rule", message, (f"{kind}",))],
+        )
