@@ -106,8 +106,29 @@ def prepare(settings: Settings) -> Services:
                 ]
                 m = load_demo_reference(services.identity_base, patients, seed=2026)
                 log.info("loaded %d identities into the demo INSi reference base", m)
+            k = load_demo_annuaire(services, DEMO_ANNUAIRE_ROWS, seed=2026)
+            log.info("loaded %d Annuaire Santé resources from a synthetic extraction", k)
         services.store.set_meta("demo_loaded", "1")
     return services
+
+
+#: Rows of the synthetic Annuaire Santé extraction the demo start imports.
+DEMO_ANNUAIRE_ROWS = 300
+
+
+def load_demo_annuaire(services: Services, rows: int, seed: int) -> int:
+    """Import a synthetic Annuaire Santé extraction (official layout) into the demo store, as
+    ``maison annuaire import`` would; returns the resources created."""
+    import tempfile
+    from pathlib import Path
+
+    from maison.services.annuaire.importer import import_extraction
+    from maison.services.annuaire.synth import synthesize, write_extraction
+
+    with tempfile.TemporaryDirectory(prefix="maison-demo-") as folder:
+        path = write_extraction(synthesize(rows, seed), Path(folder) / "extraction.txt")
+        summary = import_extraction(services.store, path, parallel=False)
+    return summary.created
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
