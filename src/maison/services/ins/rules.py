@@ -12,6 +12,7 @@ from typing import Any
 
 from maison.fhir.errors import Category, FhirError, Issue
 from maison.services.ins import insi
+from maison.services.ins.matricule import active_ins_values
 from maison.services.ins.reliability import (
     InsiEvidence,
     check_patient_write,
@@ -40,15 +41,8 @@ class CalledIdentity:
 
 
 def ins_identifiers(patient: dict[str, Any]) -> list[tuple[str, str]]:
-    """(system, matricule) of each INS a Patient carries in force (not ``use`` ``old``)."""
-    return [
-        (str(i["system"]), str(i["value"]))
-        for i in patient.get("identifier") or ()
-        if isinstance(i, dict)
-        and i.get("system") in INS_SYSTEMS
-        and i.get("use") != "old"
-        and isinstance(i.get("value"), str)
-    ]
+    """(system, matricule) of each INS a Patient carries in force (use official or temp)."""
+    return sorted(active_ins_values(patient))
 
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"

@@ -677,6 +677,7 @@ def anomalies(patients: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
 
     https://esante.gouv.fr/produits-services/referentiel-ins (RNIV, EXI SI 07/09)
     """
+    from maison.services.ins.matricule import active_ins_values
     from maison.services.ins.reliability import read_reliability
 
     out: list[tuple[str, str]] = []
@@ -688,11 +689,7 @@ def anomalies(patients: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
             out.append((pid, f"identité douteuse (DOUT), status {status}: to be resolved"))
         if rel.fictitious:
             out.append((pid, f"identité fictive (FICT), status {status}"))
-        carries = any(
-            isinstance(i, dict) and i.get("system") in INS_SYSTEMS and i.get("use") != "old"
-            for i in patient.get("identifier") or ()
-        )
-        if carries and status != "QUAL":
+        if active_ins_values(patient) and status != "QUAL":
             out.append(
                 (pid, f"matricule INS stored on a {status} identity: it must not be emitted")
             )
