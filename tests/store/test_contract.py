@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,12 @@ from maison.fhir.search import parse_search
 from maison.store.crypto import Keyring
 from maison.store.schema import idx_string, idx_token, resource_history
 from maison.store.sql import SqlStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+from support import open_sql_store
 
 
 @pytest.fixture
 def store(data_url: str, tmp_path: Path, defs: Definitions) -> Iterator[SqlStore]:
-    settings = Settings(data=data_url, state=str(tmp_path / "state"))
-    if not settings.is_url:
-        Path(settings.data).mkdir(parents=True, exist_ok=True)
-    ids = iter(range(1, 10_000))
-    s = SqlStore(
-        settings.database_url,
-        Keyring.load_or_create(tmp_path / "state"),
-        Indexer(defs).extract,
-        clock=Clock(),
-        new_id=lambda: f"id{next(ids)}",
-    )
-    s.migrate()
+    s: SqlStore = open_sql_store(data_url, tmp_path / "state", defs, ids=True)
     yield s
     s.close()
 

@@ -9,25 +9,17 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions
-from maison.fhir.indexing import Indexer
-from maison.store.crypto import Keyring
 from maison.store.import_ledger import ImportLedger, LedgerEntry
 from maison.store.sql import SqlStore, SqlTx
+from support import open_sql_store
 
 H1, H2, H3 = ("1" * 64), ("2" * 64), ("3" * 64)
 
 
 @pytest.fixture
 def store(data_url: str, tmp_path: Path, defs: Definitions) -> Iterator[SqlStore]:
-    cfg = Settings(data=data_url, state=str(tmp_path / "state"))
-    if not cfg.is_url:
-        Path(cfg.data).mkdir(parents=True, exist_ok=True)
-    s = SqlStore(
-        cfg.database_url, Keyring.load_or_create(tmp_path / "state"), Indexer(defs).extract
-    )
-    s.migrate()
+    s: SqlStore = open_sql_store(data_url, tmp_path / "state", defs, clock=False)
     yield s
     s.close()
 

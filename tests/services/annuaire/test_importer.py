@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions
-from maison.fhir.indexing import Indexer
 from maison.fhir.search import parse_search
 from maison.fhir.validation import Validator
 from maison.security.readonly import source_of
@@ -30,36 +28,18 @@ from maison.services.annuaire.importer import (
     import_extraction,
 )
 from maison.services.annuaire.synth import luhn_key, synthesize, write_extraction
-from maison.store.crypto import Keyring
 from maison.store.import_ledger import ImportLedger
 from maison.store.schema import resource, resource_history
 from maison.store.sql import SqlStore
+from support import open_sql_store
 
 Row = dict[str, str]
 RPPS = "https://rpps.esante.gouv.fr"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
 @pytest.fixture
 def store(data_url: str, tmp_path: Path, defs: Definitions) -> Iterator[SqlStore]:
-    cfg = Settings(data=data_url, state=str(tmp_path / "state"))
-    if not cfg.is_url:
-        Path(cfg.data).mkdir(parents=True, exist_ok=True)
-    s = SqlStore(
-        cfg.database_url,
-        Keyring.load_or_create(tmp_path / "state"),
-        Indexer(defs).extract,
-        clock=Clock(),
-    )
-    s.migrate()
+    s: SqlStore = open_sql_store(data_url, tmp_path / "state", defs)
     yield s
     s.close()
 

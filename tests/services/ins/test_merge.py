@@ -6,7 +6,7 @@ https://hl7.org/fhir/R5/patient-operation-merge.html
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,19 +14,17 @@ import pytest
 
 from maison.api import interactions as ix
 from maison.api.merge_operations import RuleWriter
-from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions
 from maison.fhir.errors import Category, FhirError
-from maison.fhir.indexing import Indexer
 from maison.fhir.search import parse_search
 from maison.fhir.validation import Validator
 from maison.security.guard import GuardedTx
 from maison.security.principal import Principal, parse_scopes
 from maison.services.ins import merge as svc
 from maison.services.ins import reference, rules
-from maison.store.crypto import Keyring
 from maison.store.interface import Stored
 from maison.store.sql import SqlStore, SqlTx
+from support import open_sql_store
 
 BASE = "https://maison.test/fhir"
 IPP_SYSTEM = "urn:oid:1.2.250.1.71.4.2.7.999"
@@ -34,29 +32,9 @@ PI = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "co
 T = TypeVar("T")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
 @pytest.fixture
 def store(data_url: str, tmp_path: Path, defs: Definitions) -> Iterator[SqlStore]:
-    settings = Settings(data=data_url, state=str(tmp_path / "state"))
-    if not settings.is_url:
-        Path(settings.data).mkdir(parents=True, exist_ok=True)
-    ids = iter(range(1, 10_000))
-    s = SqlStore(
-        settings.database_url,
-        Keyring.load_or_create(tmp_path / "state"),
-        Indexer(defs).extract,
-        clock=Clock(),
-        new_id=lambda: f"id{next(ids)}",
-    )
-    s.migrate()
+    s: SqlStore = open_sql_store(data_url, tmp_path / "state", defs, ids=True)
     yield s
     s.close()
 
