@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
+from maison.cli.options import DataOpt, StateOpt
 
 if TYPE_CHECKING:
     from maison.services.annuaire.importer import ImportProgress, ImportSummary, Validate
@@ -35,19 +36,6 @@ annuaire_app = typer.Typer(
     help="Annuaire Santé: import the RPPS/ADELI open-data extraction, or synthesise one."
 )
 console = Console(stderr=True)
-
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        help="Data folder (SQLite inside) or a PostgreSQL URL (postgresql://user@host/db).",
-        envvar="MAISON_DATA",
-    ),
-]
-StateOpt = Annotated[
-    str | None,
-    typer.Option("--state", help="Folder for keys when --data is a URL (default ./maison-data)."),
-]
 
 #: New or changed resources of each type checked against the installed profiles (sample).
 SAMPLE_PER_TYPE = 100

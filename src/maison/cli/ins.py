@@ -25,22 +25,10 @@ from rich.progress import (
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
+from maison.cli.options import DataOpt, StateOpt
 
 ins_app = typer.Typer(help="INS: the INSi reference base and identity-vigilance.")
 console = Console(stderr=True)
-
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        help="Data folder (SQLite inside) or a PostgreSQL URL (postgresql://user@host/db).",
-        envvar="MAISON_DATA",
-    ),
-]
-StateOpt = Annotated[
-    str | None,
-    typer.Option("--state", help="Folder for keys when --data is a URL (default ./maison-data)."),
-]
 
 
 def _progress(label: str) -> Progress:

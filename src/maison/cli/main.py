@@ -19,6 +19,7 @@ from rich.progress import Progress
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.annuaire import annuaire_app
 from maison.cli.ins import ins_app
+from maison.cli.options import DataOpt, StateOpt
 from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
 
@@ -30,19 +31,6 @@ app.add_typer(ig_app, name="ig")
 app.add_typer(ins_app, name="ins")
 app.add_typer(annuaire_app, name="annuaire")
 console = Console(stderr=True)
-
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        help="Data folder (SQLite inside) or a PostgreSQL URL (postgresql://user@host/db).",
-        envvar="MAISON_DATA",
-    ),
-]
-StateOpt = Annotated[
-    str | None,
-    typer.Option("--state", help="Folder for keys when --data is a URL (default ./maison-data)."),
-]
 
 
 @app.command()
