@@ -480,6 +480,29 @@ def _update(writer: Writer, resource: dict[str, Any], version: int, doing: str) 
         raise FhirError(exc.category, message, [first, *exc.issues[1:]]) from None
 
 
+def _write_recorded(
+    writer: Writer,
+    patients: list[tuple[dict[str, Any], int, str]],
+    others: list[tuple[dict[str, Any], int, str]],
+    record: tuple[str, dict[str, Any], Any, str | None],
+    issues: list[Issue],
+) -> tuple[list[Stored], Stored]:
+    """Write the two patients, then the repointed resources (each ``(resource, version it
+    replaces, what is being done)``), and record it all in one Provenance (``(kind, entity,
+    agent, now)``): https://hl7.org/fhir/R4/provenance.html."""
+    written: list[Stored] = []
+    for resource, version, doing in [*patients, *others]:
+        stored, notes = _update(writer, resource, version, doing)
+        issues.extend(notes)
+        written.append(stored)
+    kind, entity, agent, now = record
+    recorded = now or written[0].last_updated
+    prov, _ = writer.create(
+        provenance(kind, [_versioned(w) for w in written], recorded, agent, entity)
+    )
+    return written, prov
+
+
 def merge(
     tx: MergeTx,
     writer: Writer,
@@ -532,20 +555,15 @@ def merge(
         )
     if request.preview:
         return MergeResult(new_source, new_target, names, None, issues)
-    src_stored, notes = _update(writer, new_source, source.version, "deactivated")
-    issues.extend(notes)
-    tgt_stored, notes = _update(writer, new_target, target.version, "updated")
-    issues.extend(notes)
-    written = [src_stored, tgt_stored]
-    for current, moved in plans:
-        stored, notes = _update(writer, moved, current.version, "repointed")
-        issues.extend(notes)
-        written.append(stored)
     entity = {"role": "source", "what": {"reference": f"Patient/{source_id}"}}
-    recorded = now or src_stored.last_updated
-    prov, _ = writer.create(
-        provenance(MERGE, [_versioned(s) for s in written], recorded, agent, entity)
+    written, prov = _write_recorded(
+        writer,
+        [(new_source, source.version, "deactivated"), (new_target, target.version, "updated")],
+        [(moved, current.version, "repointed") for current, moved in plans],
+        (MERGE, entity, agent, now),
+        issues,
     )
+    src_stored, tgt_stored = written[0], written[1]
     issues.append(
         Issue("information", "informational", f"The merge is recorded as Provenance/{prov.id}")
     )
@@ -754,20 +772,15 @@ def unmerge(
         source.resource, src_pair[0], src_pair[1], "replaced-by", target_id
     )
     new_target = _revert_patient(target.resource, tgt_pair[0], tgt_pair[1], "replaces", source_id)
-    src_stored, notes = _update(writer, new_source, source.version, "reactivated")
-    issues.extend(notes)
-    tgt_stored, notes = _update(writer, new_target, target.version, "restored")
-    issues.extend(notes)
-    written = [src_stored, tgt_stored]
-    for current, reverted in plans:
-        stored, notes = _update(writer, reverted, current.version, "pointed back")
-        issues.extend(notes)
-        written.append(stored)
     entity = {"role": "revision", "what": {"reference": f"Provenance/{prov.id}"}}
-    recorded = now or src_stored.last_updated
-    unprov, _ = writer.create(
-        provenance(UNMERGE, [_versioned(s) for s in written], recorded, agent, entity)
+    written, unprov = _write_recorded(
+        writer,
+        [(new_source, source.version, "reactivated"), (new_target, target.version, "restored")],
+        [(reverted, current.version, "pointed back") for current, reverted in plans],
+        (UNMERGE, entity, agent, now),
+        issues,
     )
+    src_stored, tgt_stored = written[0], written[1]
     issues.insert(
         0,
         Issue(
