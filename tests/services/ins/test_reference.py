@@ -455,3 +455,14 @@ def test_from_patient_reads_the_fr_core_example_and_says_what_is_missing() -> No
         with pytest.raises(ValueError, match=message):
             from_patient({**example, **broken})
     assert OID_TEST in reference.INS_TYPES
+
+
+def test_a_patient_with_its_insi_history_passes_the_write_rules() -> None:
+    """An identity with previous matricules (INSHISTO) under the test OID becomes a Patient the
+    INS rules accept: the old matricules are kept with use old, as a NIR's are."""
+    from maison.services.ins.matricule import active_ins_values, check_patient_identifiers
+
+    ident = next(i for i in POOL if i.historique)
+    patient = reference.to_patient(ident, "PROV")
+    assert [i for i in check_patient_identifiers(patient) if i.severity == "error"] == []
+    assert {v for _, v in active_ins_values(patient)} == {ident.matricule}

@@ -72,8 +72,9 @@ KIND_OF_SYSTEM: dict[str, Kind] = {system: kind for kind, system in SYSTEMS.item
 USES: dict[Kind, tuple[str, ...]] = {
     Kind.NIR: ("official", "old"),
     Kind.NIA: ("temp",),
-    Kind.NIR_TEST: ("official",),
-    Kind.NIR_DEMO: ("official",),
+    # the test and demo OIDs stand for a NIR: a previous matricule (INSHISTO) is kept as old
+    Kind.NIR_TEST: ("official", "old"),
+    Kind.NIR_DEMO: ("official", "old"),
 }
 #: Uses of an identifier that is in force (not deactivated).
 ACTIVE_USES = frozenset({"official", "temp"})
