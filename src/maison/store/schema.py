@@ -150,6 +150,11 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     for kind, table in INDEX_TABLES.items()
 }
 
+# Every column of each index table, in the order of the tuples the store inserts.
+INDEX_ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    kind: ("res_type", "res_id", *cols, "grp") for kind, cols in INDEX_COLUMNS.items()
+}
+
 # -- INSi reference base (https://esante.gouv.fr/produits-services/referentiel-ins) -----------
 # The identities behind our INSi-compatible téléservice. A matricule is stored only as a keyed
 # hash (HMAC-SHA256) and each record as an encrypted payload; the search traits are in clear,
