@@ -14,7 +14,7 @@ from maison.api.settings import Settings
 from maison.fhir.definitions import Definitions
 from maison.fhir.errors import Category, FhirError
 from maison.fhir.indexing import Indexer
-from maison.fhir.search import parse_search
+from maison.fhir.search import DEFAULT_COUNT, parse_search
 from maison.store.crypto import Keyring
 from maison.store.schema import idx_string, idx_token, resource_history
 from maison.store.sql import SqlStore
@@ -387,7 +387,7 @@ def test_runaway_statements_are_stopped(
             store.read(lambda tx: tx.search(q))
         assert err.value.category == Category.TIMEOUT
         store.settings.statement_timeout_ms = 30_000
-        assert len(store.read(lambda tx: tx.search(q)).entries) == 20
+        assert len(store.read(lambda tx: tx.search(q)).entries) == DEFAULT_COUNT
     else:
         slow = SqlStore(
             Settings(data=data_url).database_url,

@@ -39,7 +39,9 @@ SUPPORTED_TYPES = frozenset(
 )
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_COUNT = 1000
-DEFAULT_COUNT = 20
+#: Page size when the client gives no _count: the Annuaire Santé API's (FHIR leaves it to the
+#: server; https://hl7.org/fhir/R4/search.html#count).
+DEFAULT_COUNT = 50
 
 
 @dataclass(frozen=True)
@@ -529,7 +531,9 @@ def _has(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Crit
     return Criterion(hcode, "has", None, (), ref, chain=((htype, inner),))
 
 
-def _include(defs: Definitions, name: str, value: str) -> Include:
+def _include(defs: Definitions, name: str, value: str, searched: str | None) -> Include:
+    if value == "*" and searched and not name.startswith("_revinclude"):
+        value = f"{searched}:*"  # every reference of the searched type (as the Annuaire API)
     parts = value.split(":")
     if value == "*":
         raise FhirError(Category.INVALID, f"{name}=*: name the source type (Type:*)")
@@ -630,7 +634,7 @@ def parse_search(
                 query.elements = parse_elements(defs, resource_type, raw)
             elif name.startswith(("_include", "_revinclude")):
                 for value in _split_values(raw):
-                    inc = _include(defs, name, value)
+                    inc = _include(defs, name, value, resource_type)
                     (query.revincludes if name.startswith("_rev") else query.includes).append(inc)
             elif name == "_sort":
                 query.sort.extend(_sort_key(defs, resource_type, k) for k in raw.split(","))
