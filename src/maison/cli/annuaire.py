@@ -43,6 +43,7 @@ _PHASES = {
     "checking": "checking rows",
     "importing": "importing",
     "merging": "merging scattered persons",
+    "side files": "indexing the side files",
     "deactivating": "deactivating what is gone",
 }
 
@@ -122,6 +123,47 @@ def _rejects_for(file: Path, rejects: Path | None, several: bool) -> Path | None
     return rejects
 
 
+def _classify(files: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """The activity extractions, the side files and the FINESS extractions among ``files``
+    (by content: header row or first line); a file that is none of them raises
+    :class:`~maison.services.annuaire.extraction.ExtractionError`."""
+    from maison.services.annuaire.extraction import ExtractionError, read_activities
+    from maison.services.annuaire.finess import read_establishments
+    from maison.services.annuaire.side_files import SIDE_KINDS, kinds_in
+
+    activity: list[Path] = []
+    sides: list[Path] = []
+    finess: list[Path] = []
+    for file in files:
+        try:
+            kinds = kinds_in(file)
+            annuaire_error = None
+        except ExtractionError as exc:
+            kinds, annuaire_error = {}, exc
+        if not kinds:
+            try:
+                next(iter(read_establishments(file)), None)
+            except ExtractionError as finess_error:
+                if annuaire_error is None:  # the activity reader says best what the file lacks
+                    try:
+                        next(iter(read_activities(file)), None)
+                    except ExtractionError as exc:
+                        annuaire_error = exc
+                if annuaire_error is None:
+                    raise finess_error from None
+                raise ExtractionError(
+                    f"{annuaire_error} (nor is it a side file of the extraction or the FINESS "
+                    "establishment extraction, whose first line is 'finess;etalab;…')"
+                ) from None
+            finess.append(file)
+            continue
+        if "activite" in kinds:
+            activity.append(file)
+        if any(k in SIDE_KINDS for k in kinds):
+            sides.append(file)
+    return activity, sides, finess
+
+
 def _summary_table(results: list[tuple[Path, ImportSummary, float]]) -> Table:
     table = Table(title="Annuaire Santé import")
     for column in ("file", "rows", "rows/s", "persons", "created", "updated", "unchanged"):
@@ -149,9 +191,13 @@ def import_(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="Extractions PS_LibreAcces_Personne_activite (.txt or the published .zip), "
-            "each complete, imported in this order: what a file no longer holds is made "
-            "inactive."
+            help="Extractions (.txt/.csv or the published .zip), each complete: "
+            "PS_LibreAcces_Personne_activite (several are imported in this order: what a file "
+            "no longer holds is made inactive), with the side files of the same date "
+            "(PS_LibreAcces_Dipl_AutExerc, PS_LibreAcces_SavoirFaire, the MSSanté "
+            "correspondence extraction) that enrich it, and the FINESS establishment "
+            "extraction (etalab-cs1100507-stock), imported first. Each file's kind is read "
+            "from its content."
         ),
     ],
     data: DataOpt = DEFAULT_DATA,
@@ -176,30 +222,47 @@ def import_(
 ) -> None:
     """Import Annuaire Santé extractions as Practitioner, Organization and PractitionerRole
     (idempotent: a file imported again writes nothing; works while the server runs)."""
+    from functools import partial
+
     from maison.api.services import build_services
     from maison.services.annuaire.extraction import ExtractionError
-    from maison.services.annuaire.importer import import_extraction
+    from maison.services.annuaire.importer import import_extraction, import_finess
     from maison.store.crypto import DataKeyError
 
     missing = [f for f in files if not f.is_file()]
     if missing:
         console.print(f"[red]{missing[0]}: no such file[/red]")
         raise typer.Exit(2)
+    try:
+        activity, sides, finess = _classify(files)
+    except ExtractionError as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if sides and len(activity) != 1:
+        console.print(
+            "[red]side files (diplômes, savoir-faire, MSSanté) enrich one "
+            f"PS_LibreAcces_Personne_activite extraction; {len(activity)} given: import each "
+            "date's files in their own command[/red]"
+        )
+        raise typer.Exit(2)
+    plan: list[tuple[Path, Any]] = [(f, import_finess) for f in finess]
+    plan += [(f, partial(import_extraction, side_files=sides)) for f in activity]
+    several = len(plan) > 1
     services = build_services(Settings(data=data, state=state, demo=False))
     try:
         services.store.migrate()
         services.store.check_keys("the state folder")
         services.refresh()  # installed guides: their search parameters and profiles
         results: list[tuple[Path, ImportSummary, float]] = []
-        for file in files:
+        for file, run in plan:
             started = time.perf_counter()
             with _progress() as progress:
                 try:
-                    summary = import_extraction(
+                    summary = run(
                         services.store,
                         file,
                         progress=_Bars(progress, file.name),
-                        rejects_path=_rejects_for(file, rejects, len(files) > 1),
+                        rejects_path=_rejects_for(file, rejects, several),
                         batch=batch,
                         validate=_validator(services, validate),
                     )

@@ -18,6 +18,7 @@ IMPORT_TAG_SYSTEM = "https://maison.example.org/fhir/CodeSystem/import"
 #: Import tag code -> (the administrator scope that may change those resources, what they are).
 READ_ONLY_SOURCES: dict[str, tuple[str, str]] = {
     "annuaire": ("annuaire:admin", "imported from the Annuaire Santé (the national directory)"),
+    "finess": ("annuaire:admin", "imported from the FINESS extraction (the national directory)"),
 }
 
 

@@ -47,12 +47,16 @@ import orjson
 
 from maison.security.readonly import IMPORT_TAG_SYSTEM
 from maison.services.annuaire.extraction import ExtractionError, Row, RowError, read_activities
-from maison.services.annuaire.mapping import content_hash, resources_for_person
+from maison.services.annuaire.finess import organization_from_finess, read_establishments
+from maison.services.annuaire.mapping import IDNAT_PP, content_hash, resources_for_person
+from maison.services.annuaire.side_index import SideIndex
 from maison.store.import_ledger import ImportLedger, Key
 from maison.store.sql import SqlStore, SqlTx
 
 #: The ledger source of this import.
 SOURCE: Final = "annuaire"
+#: The ledger source of the FINESS establishment import (owner of the structures it holds).
+FINESS_SOURCE: Final = "finess"
 #: The tag every imported resource carries (the API keeps such resources read-only).
 IMPORT_TAG: Final = {
     "system": IMPORT_TAG_SYSTEM,
@@ -143,13 +147,16 @@ def import_extraction(
     known_professions: Collection[str] | None = None,
     validate: Validate | None = None,
     parallel: bool = True,
+    side_files: Sequence[str | Path] = (),
 ) -> ImportSummary:
     """Import an extraction (``.txt`` or ``.zip``): write what is new or changed, make inactive
     what it no longer holds (https://annuaire.sante.fr/web/site-pro/extractions-publiques).
 
     ``batch`` persons are written per transaction; ``validate``, when given, checks each
     resource about to be written (refused ones are reported, not written); ``parallel`` reads
-    and maps the file in a child process while this one writes. Raises
+    and maps the file in a child process while this one writes; ``side_files`` (diplômes,
+    savoir-faire, MSSanté extractions of the same date) enrich the Practitioners and
+    Organizations, their rejected rows reported with the file they come from. Raises
     :class:`~maison.services.annuaire.extraction.ExtractionError`, having written nothing, when
     the file is not the extraction.
     """
@@ -163,7 +170,12 @@ def import_extraction(
     rejects = _Rejects(
         Path(rejects_path) if rejects_path else source.with_name(source.name + ".rejects.txt")
     )
-    produced = _from_child(source, known, batch) if parallel else _produce(source, known, batch)
+    sides = [Path(p) for p in side_files]
+    produced = (
+        _from_child(source, known, batch, sides)
+        if parallel
+        else _produce(source, known, batch, sides)
+    )
     rows = persons = 0
     try:
         with closing(produced) as messages:
@@ -204,6 +216,84 @@ def import_extraction(
     )
 
 
+#: The tag of the structures imported from the FINESS extraction (read-only like the others).
+FINESS_TAG: Final = {
+    "system": IMPORT_TAG_SYSTEM,
+    "code": FINESS_SOURCE,
+    "display": "Imported from the FINESS establishment extraction",
+}
+
+
+def import_finess(
+    store: SqlStore,
+    path: str | Path,
+    *,
+    progress: Progress | None = None,
+    rejects_path: str | Path | None = None,
+    batch: int = 1000,
+    validate: Validate | None = None,
+) -> ImportSummary:
+    """Import the FINESS establishment extraction as Organizations: what is new or changed is
+    written, what it no longer holds made inactive (https://www.data.gouv.fr/fr/datasets/
+    finess-extraction-du-fichier-des-etablissements/).
+
+    The structures it holds are then owned by it: the activity import references them and no
+    longer writes them (the FINESS record is the richer one). Raises
+    :class:`~maison.services.annuaire.extraction.ExtractionError`, having written nothing, when
+    the file is not the extraction.
+    """
+    source = Path(path)
+    report: Progress = progress or (lambda _: None)
+    total = sum(1 for _ in read_establishments(source))  # first pass: layout and count
+    ledger = ImportLedger(store)
+    writer = _Writer(store, ledger, ledger.start_run(FINESS_SOURCE), validate, FINESS_SOURCE)
+    rejects = _Rejects(
+        Path(rejects_path) if rejects_path else source.with_name(source.name + ".rejects.txt")
+    )
+    rows = structures = 0
+    try:
+        rejects.start()
+        items = iter(read_establishments(source))
+        while chunk := list(islice(items, batch)):
+            rows += len(chunk)
+            payload: dict[Key, _Candidate] = {}
+            for item in chunk:
+                if isinstance(item, RowError):
+                    rejects.extend([(item.line, item.message)], rows=True)
+                    continue
+                org = organization_from_finess(item)
+                org.setdefault("meta", {})["tag"] = [*org["meta"].get("tag", []), FINESS_TAG]
+                key = (org["resourceType"], org["id"])
+                payload[key] = _Candidate(key, orjson.dumps(org), content_hash(org), item.line)
+            structures += len(payload)
+            if payload:
+                writer.submit(list(payload.values()))
+            rejects.extend(writer.drain_problems())
+            report(ImportProgress("importing", rows, total))
+        writer.finish()
+        rejects.extend(writer.drain_problems())
+        if structures:
+            writer.deactivate(report)
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        rejects.close()
+    counts = writer.counts
+    return ImportSummary(
+        rows=rows,
+        persons=structures,
+        created=counts.created,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        deactivated=counts.deactivated,
+        rejected=rejects.rows,
+        invalid=counts.invalid,
+        rejects_path=rejects.path if rejects.written else None,
+        run=writer.run,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Reading and mapping (in a child process when parallel): batches of serialised candidates
 # --------------------------------------------------------------------------------------------
@@ -230,12 +320,38 @@ _Message = ImportProgress | _Batch
 
 
 def _produce(
-    path: Path, known: frozenset[str] | None, batch: int
+    path: Path, known: frozenset[str] | None, batch: int, sides: Sequence[Path] = ()
 ) -> Generator[_Message, None, None]:
-    """Check the file, then map it: the persons with adjacent rows, then the scattered ones."""
+    """Check the file, index the side files, then map: the persons with adjacent rows, then
+    the scattered ones."""
     total, scattered = yield from _check(path, known)
+    side = SideIndex()
+    try:
+        yield from _map(path, known, batch, total, scattered, sides, side)
+    finally:
+        side.close()
+
+
+def _map(
+    path: Path,
+    known: frozenset[str] | None,
+    batch: int,
+    total: int,
+    scattered: frozenset[str],
+    sides: Sequence[Path],
+    side: SideIndex,
+) -> Generator[_Message, None, None]:
     rows = 0
     rejected: list[tuple[int, str]] = []
+    loaded: list[int] = []
+    for side_path in sides:
+        side.load(
+            side_path,
+            lambda member, error: rejected.append((error.line, f"{member}: {error.message}")),
+            loaded.append,
+        )
+        while loaded:
+            yield ImportProgress("side files", loaded.pop(), None)
 
     def adjacent() -> Iterator[Row]:
         nonlocal rows
@@ -252,13 +368,13 @@ def _produce(
         return out
 
     for group in _batches(_persons(adjacent()), batch):
-        yield _Batch("importing", rows, total, rows, len(group), taken(), _mapped(group))
+        yield _Batch("importing", rows, total, rows, len(group), taken(), _mapped(group, side))
     yield _Batch("importing", rows, total, rows, 0, taken(), [])
     ordered = sorted(scattered)
     for start in range(0, len(ordered), SCATTERED_PER_PASS):
         wanted = set(ordered[start : start + SCATTERED_PER_PASS])
         for group in _batches(iter(_gather(path, known, wanted)), batch):
-            yield _Batch("merging", start, len(ordered), rows, len(group), [], _mapped(group))
+            yield _Batch("merging", start, len(ordered), rows, len(group), [], _mapped(group, side))
         yield _Batch("merging", start + len(wanted), len(ordered), rows, 0, [], [])
 
 
@@ -290,12 +406,17 @@ def _check(
     return count, frozenset(scattered)
 
 
-def _mapped(persons: list[tuple[int, list[Mapping[str, str]]]]) -> list[_Mapped]:
+def _mapped(
+    persons: list[tuple[int, list[Mapping[str, str]]]], side: SideIndex | None = None
+) -> list[_Mapped]:
     """The resources of a batch of persons, tagged, hashed and serialised, each (type, id)
     once: a structure shared by several persons of the batch is taken from the first."""
     out: dict[Key, _Mapped] = {}
     for line, cells in persons:
-        for resource in resources_for_person(cells):
+        resources = resources_for_person(cells)
+        if side is not None and side.rows:
+            resources = side.enrich(resources, cells[0][IDNAT_PP])
+        for resource in resources:
             key = (resource["resourceType"], resource["id"])
             if key not in out:
                 digest = content_hash(resource)
@@ -311,7 +432,7 @@ def _candidates(payload: list[_Mapped]) -> list[_Candidate]:
 
 
 def _from_child(
-    path: Path, known: frozenset[str] | None, batch: int
+    path: Path, known: frozenset[str] | None, batch: int, sides: Sequence[Path] = ()
 ) -> Generator[_Message, None, None]:
     """:func:`_produce` run in a child Python process, its messages read from a pipe.
 
@@ -320,7 +441,12 @@ def _from_child(
     """
     read_fd, write_fd = os.pipe()
     args = orjson.dumps(
-        {"path": str(path), "known": sorted(known) if known is not None else None, "batch": batch}
+        {
+            "path": str(path),
+            "known": sorted(known) if known is not None else None,
+            "batch": batch,
+            "sides": [str(p) for p in sides],
+        }
     ).decode()
     package_root = str(Path(__file__).resolve().parents[3])  # the folder holding maison/
     env = dict(os.environ)
@@ -372,7 +498,8 @@ def _child_main() -> None:
 
     try:
         try:
-            for message in _produce(Path(args["path"]), known, int(args["batch"])):
+            sides = [Path(p) for p in args["sides"]]
+            for message in _produce(Path(args["path"]), known, int(args["batch"]), sides):
                 send(message)
         except ExtractionError as exc:
             send(("extraction", str(exc)))
@@ -462,8 +589,14 @@ class _Writer:
     the next batch is mapped while the previous one is written."""
 
     def __init__(
-        self, store: SqlStore, ledger: ImportLedger, run: int, validate: Validate | None
+        self,
+        store: SqlStore,
+        ledger: ImportLedger,
+        run: int,
+        validate: Validate | None,
+        source: str = SOURCE,
     ) -> None:
+        self.source = source
         self.store = store
         self.ledger = ledger
         self.run = run
@@ -509,7 +642,7 @@ class _Writer:
     def deactivate(self, report: Progress, page: int = 500) -> None:
         """Make inactive what the ledger holds and this run did not see."""
         done = 0
-        missing = self.ledger.missing(SOURCE, self.run, page)
+        missing = self.ledger.missing(self.source, self.run, page)
         while keys := list(islice(missing, page)):
             self.counts.add(self.store.write(partial(self._retire, keys=keys)))
             done += len(keys)
@@ -519,10 +652,15 @@ class _Writer:
     # -- writer thread: inside one transaction -----------------------------------------
     def _apply(self, tx: SqlTx, work: list[_Candidate]) -> _Counts:
         counts = _Counts()
-        known = self.ledger.entries(tx, SOURCE, [c.key for c in work])
+        known = self.ledger.entries(tx, self.source, [c.key for c in work])
+        owned = self._owned_elsewhere(tx, work)
+        # what this source wrote of them is no longer its own (never made inactive by it)
+        self.ledger.forget(tx, self.source, [k for k in owned if k in known])
         changed: list[_Candidate] = []
         same: list[Key] = []
         for c in work:
+            if c.key in owned:
+                continue  # the FINESS import holds this structure: its content wins
             entry = known.get(c.key)
             if entry is not None and entry.run == self.run:
                 continue  # a structure already written or seen by an earlier batch of this run
@@ -534,7 +672,7 @@ class _Writer:
             accepted = [c for c in changed if self._valid(c, counts)]
             # a refused change keeps the previous version, still held by the source
             kept = [c.key for c in changed if c.key in known and c.key in self._refused]
-            self.ledger.touch(tx, SOURCE, self.run, kept)
+            self.ledger.touch(tx, self.source, self.run, kept)
             changed = accepted
         present = self.ledger.existing(tx, [c.key for c in changed if c.key not in known])
         replaced: list[tuple[str, str, str]] = []
@@ -549,11 +687,25 @@ class _Writer:
                 tx.create(res_type, c.resource(), res_id, fresh=True)
                 counts.created += 1
                 added.append((res_type, res_id, c.digest))
-        self.ledger.mark(tx, SOURCE, self.run, replaced)
-        self.ledger.mark(tx, SOURCE, self.run, added, new=True)
-        self.ledger.touch(tx, SOURCE, self.run, same)
+        self.ledger.mark(tx, self.source, self.run, replaced)
+        self.ledger.mark(tx, self.source, self.run, added, new=True)
+        self.ledger.touch(tx, self.source, self.run, same)
         counts.unchanged += len(same)
         return counts
+
+    def _owned_elsewhere(self, tx: SqlTx, work: list[_Candidate]) -> set[Key]:
+        """The Organizations of ``work`` the FINESS import holds (not retired), when this is
+        the activity import: a structure's FINESS record is richer than what the activity
+        rows say of it. The FINESS import takes them from the activity import's ledger, so
+        that import never makes them inactive (https://finess.sante.gouv.fr/)."""
+        if self.source == FINESS_SOURCE:  # the structures it holds are no longer the
+            self.ledger.forget(tx, SOURCE, [c.key for c in work])  # activity import's
+            return set()
+        if self.source != SOURCE:
+            return set()
+        keys = [c.key for c in work if c.key[0] == "Organization"]
+        held = self.ledger.entries(tx, FINESS_SOURCE, keys) if keys else {}
+        return {k for k, e in held.items() if not e.retired}
 
     def _valid(self, c: _Candidate, counts: _Counts) -> bool:
         """Whether the validator accepts ``c`` (a refusal is reported with the person's line)."""
@@ -588,12 +740,13 @@ class _Writer:
                 tx.update(res_type, res_id, body)
                 counts.deactivated += 1
             retired.append((res_type, res_id, content_hash(body)))
-        self.ledger.retire(tx, SOURCE, retired)
-        self.ledger.forget(tx, SOURCE, gone)
+        self.ledger.retire(tx, self.source, retired)
+        self.ledger.forget(tx, self.source, gone)
         return counts
 
 
 __all__ = [
+    "FINESS_SOURCE",
     "IMPORT_TAG",
     "IMPORT_TAG_SYSTEM",
     "SOURCE",
@@ -601,4 +754,5 @@ __all__ = [
     "ImportSummary",
     "Validate",
     "import_extraction",
+    "import_finess",
 ]
