@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,6 +36,8 @@ class Keyring:
     current: bytes
     folder: Path | None = None
     unsaved: bytes | None = None  # the raw new key, until persisted
+    # one persist at a time: concurrent writer threads may all find the key unsaved
+    _persisting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_keys(cls, raw_keys: list[bytes], folder: Path | None = None) -> Keyring:
@@ -62,6 +65,10 @@ class Keyring:
 
     def persist(self) -> None:
         """Write a new key to its folder (atomically; a concurrent creator's key wins)."""
+        with self._persisting:
+            self._persist()
+
+    def _persist(self) -> None:
         if self.unsaved is None or self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
