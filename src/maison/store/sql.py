@@ -201,6 +201,24 @@ class SqlStore:
                     self._committer = GroupCommitter(self)
         return self._committer.submit_future(fn)
 
+    @contextmanager
+    def bulk_writers(
+        self, count: int
+    ) -> Iterator[list[Callable[[Callable[[SqlTx], T]], Future[T]]]]:
+        """``count`` independent writers for a bulk load whose units never touch the same
+        rows: each its own connection and thread on PostgreSQL, so one unit's statements run
+        in the database while the next is prepared; the one group-commit writer on SQLite
+        (a single writer anyway). Units must not depend on each other's uncommitted work."""
+        if self.dialect != "postgresql" or count <= 1:
+            yield [self.write_future]
+            return
+        committers = [GroupCommitter(self, max_batch=1) for _ in range(count)]
+        try:
+            yield [c.submit_future for c in committers]
+        finally:
+            for c in committers:
+                c.stop()
+
     def check_keys(self, where: str) -> None:
         """Refuse to run with a keyring that lacks a key the stored data was encrypted with;
         record the keys in use (https://hl7.org/fhir/R4/security.html, HDS: data at rest)."""

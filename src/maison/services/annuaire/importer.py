@@ -26,6 +26,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from collections import deque
 from collections.abc import (
     Callable,
     Collection,
@@ -36,7 +37,7 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -102,6 +103,10 @@ class ImportProgress:
 
 
 Progress = Callable[[ImportProgress], None]
+#: Queues a unit of work on one of the store's bulk writers.
+Lane = Callable[[Callable[[SqlTx], "_Counts"]], Future["_Counts"]]
+#: Batches in the database at once on PostgreSQL (two cores' worth: one running, one prepared).
+LANES: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +171,14 @@ def import_extraction(
     report: Progress = progress or (lambda _: None)
     known = frozenset(known_professions) if known_professions is not None else None
     ledger = ImportLedger(store)
-    writer = _Writer(store, ledger, ledger.start_run(SOURCE), validate)
+    lanes = ExitStack()
+    writer = _Writer(
+        store,
+        ledger,
+        ledger.start_run(SOURCE),
+        validate,
+        lanes=lanes.enter_context(store.bulk_writers(LANES)),
+    )
     rejects = _Rejects(
         Path(rejects_path) if rejects_path else source.with_name(source.name + ".rejects.txt")
     )
@@ -197,9 +209,10 @@ def import_extraction(
         if persons:
             writer.deactivate(report)
     except BaseException:
-        writer.abandon()  # let the batch in flight end (it commits whole or not at all)
+        writer.abandon()  # let the batches in flight end (each commits whole or not at all)
         raise
     finally:
+        lanes.close()
         rejects.close()
     counts = writer.counts
     return ImportSummary(
@@ -246,7 +259,15 @@ def import_finess(
     report: Progress = progress or (lambda _: None)
     total = sum(1 for _ in read_establishments(source))  # first pass: layout and count
     ledger = ImportLedger(store)
-    writer = _Writer(store, ledger, ledger.start_run(FINESS_SOURCE), validate, FINESS_SOURCE)
+    lanes = ExitStack()
+    writer = _Writer(
+        store,
+        ledger,
+        ledger.start_run(FINESS_SOURCE),
+        validate,
+        FINESS_SOURCE,
+        lanes=lanes.enter_context(store.bulk_writers(LANES)),
+    )
     rejects = _Rejects(
         Path(rejects_path) if rejects_path else source.with_name(source.name + ".rejects.txt")
     )
@@ -278,6 +299,7 @@ def import_finess(
         writer.abandon()
         raise
     finally:
+        lanes.close()
         rejects.close()
     counts = writer.counts
     return ImportSummary(
@@ -585,8 +607,10 @@ class _Rejects:
 
 
 class _Writer:
-    """Writes batches of persons through the store's group committer, one transaction each;
-    the next batch is mapped while the previous one is written."""
+    """Writes batches through the store's bulk writers, one transaction each: on PostgreSQL
+    two batches are in the database at once (one's statements run while the other's rows are
+    prepared), and the next batch is mapped meanwhile. A structure (Organization) shared with
+    a batch still in flight is left to that batch, so no two transactions touch one row."""
 
     def __init__(
         self,
@@ -595,6 +619,7 @@ class _Writer:
         run: int,
         validate: Validate | None,
         source: str = SOURCE,
+        lanes: Sequence[Lane] = (),
     ) -> None:
         self.source = source
         self.store = store
@@ -602,28 +627,35 @@ class _Writer:
         self.run = run
         self.validate = validate
         self.counts = _Counts()
-        self._pending: Future[_Counts] | None = None
+        self._lanes: Sequence[Lane] = lanes or (store.write_future,)
+        self._submitted = 0
+        # batches in flight, oldest first, with the structures each writes
+        self._pending: deque[tuple[Future[_Counts], set[Key]]] = deque()
         self._problems: list[tuple[int, str]] = []
-        self._refused: set[Key] = set()  # refused by the validator in this run (writer thread)
+        self._refused: set[Key] = set()  # refused by the validator in this run (writer threads)
 
     # -- main thread -------------------------------------------------------------------
     def submit(self, work: list[_Candidate]) -> None:
-        """Queue the write of a batch, then wait for the previous one (so one is mapped or
-        decoded while the other is written)."""
-        future = self.store.write_future(lambda tx: self._apply(tx, work))
-        try:
+        """Queue the write of a batch, then wait for the oldest in flight when every writer is
+        busy (so batches are mapped or decoded while others are written)."""
+        in_flight = set().union(*(keys for _, keys in self._pending))
+        work = [c for c in work if c.key not in in_flight]
+        shared = {c.key for c in work if c.key[0] == "Organization"}
+        lane = self._lanes[self._submitted % len(self._lanes)]
+        self._submitted += 1
+        self._pending.append((lane(lambda tx: self._apply(tx, work)), shared))
+        while len(self._pending) > len(self._lanes):
             self._wait()
-        finally:
-            self._pending = future
 
     def finish(self) -> None:
-        """Wait for the last batch."""
-        self._wait()
+        """Wait for the batches in flight."""
+        while self._pending:
+            self._wait()
 
     def abandon(self) -> None:
-        """Wait for the batch in flight, whatever its outcome (the import is failing)."""
-        future, self._pending = self._pending, None
-        if future is not None:
+        """Wait for the batches in flight, whatever their outcome (the import is failing)."""
+        while self._pending:
+            future, _ = self._pending.popleft()
             future.exception()
 
     def drain_problems(self) -> list[tuple[int, str]]:
@@ -632,12 +664,14 @@ class _Writer:
         return out
 
     def _wait(self) -> None:
-        future, self._pending = self._pending, None
-        if future is not None:
+        future, _ = self._pending[0]
+        try:
             counts = future.result()
-            self._problems.extend(counts.problems)
-            counts.problems = []
-            self.counts.add(counts)
+        finally:
+            self._pending.popleft()
+        self._problems.extend(counts.problems)
+        counts.problems = []
+        self.counts.add(counts)
 
     def deactivate(self, report: Progress, page: int = 500) -> None:
         """Make inactive what the ledger holds and this run did not see."""
