@@ -11,6 +11,11 @@ reader child, from /proc, polled every 0.2 s):
    (their Practitioner updated), half gone (their resources made inactive), and as many rows
    of new persons added (the synthesis continued past N).
 
+Then (unless --search 0) `maison serve` over the imported store answers the Annuaire API
+searches the issue names, each timed for --search seconds with one client: a practitioner by
+RPPS, by name + city (his roles whose organization is in that city), an organization by
+name + city, and a practitioner with his roles (`_revinclude`).
+
 Figures, not a test.
 
     .venv/bin/python bench/annuaire.py                          # 100,000 rows, SQLite
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -32,10 +38,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import httpx
 
 import common
 from maison.api.settings import Settings
 from maison.services.annuaire.synth import synthesize, write_extraction
+from search import measure
 
 IDNPS = "Identification nationale PP"
 NOM = "Nom d'exercice"
@@ -148,6 +158,101 @@ def run_import(
     }
 
 
+RPPS = "https://rpps.esante.gouv.fr"
+MAISON = [sys.executable, "-c", "from maison.cli.main import app; app(prog_name='maison')"]
+
+
+def search_queries(client: httpx.Client, n: int, seed: int) -> dict[str, list[str]]:
+    """URLs of each kind, built from practitioners and organizations read through the API."""
+    rng = random.Random(seed)
+    bundle = client.get(
+        "/PractitionerRole",
+        params={"_count": 500, "active": "true", "_include": "PractitionerRole:practitioner"},
+    ).json()
+    bundle2 = client.get(
+        "/PractitionerRole",
+        params={"_count": 500, "active": "true", "_include": "PractitionerRole:organization"},
+    ).json()
+    found = {
+        (e["resource"]["resourceType"], e["resource"]["id"]): e["resource"]
+        for b in (bundle, bundle2)
+        for e in b.get("entry", [])
+    }
+    kinds: dict[str, list[str]] = {
+        "practitioner by RPPS": [],
+        "practitioner by name + city": [],
+        "organization by name + city": [],
+        "practitioner + roles (_revinclude)": [],
+    }
+    roles = [r for (t, _), r in found.items() if t == "PractitionerRole"]
+    rng.shuffle(roles)
+    for role in roles[: n * 3]:
+        doctor = found.get(("Practitioner", role["practitioner"]["reference"].split("/")[-1]))
+        org_ref = (role.get("organization") or {}).get("reference", "")
+        org = found.get(("Organization", org_ref.split("/")[-1]))
+        if doctor is None or org is None:
+            continue
+        rpps = next((i["value"] for i in doctor["identifier"] if i["system"] == RPPS), None)
+        family = doctor["name"][0].get("family")
+        city = next((a.get("city") for a in org.get("address", []) if a.get("city")), None)
+        if rpps and len(kinds["practitioner by RPPS"]) < n:
+            kinds["practitioner by RPPS"].append(f"/Practitioner?identifier={RPPS}|{rpps}")
+            kinds["practitioner + roles (_revinclude)"].append(
+                f"/Practitioner?identifier={RPPS}|{rpps}&_revinclude=PractitionerRole:practitioner"
+            )
+        if family and city and len(kinds["practitioner by name + city"]) < n:
+            kinds["practitioner by name + city"].append(
+                f"/PractitionerRole?practitioner.name={quote(family)}"
+                f"&organization.address-city={quote(city)}&_include=PractitionerRole:practitioner"
+            )
+        name = org.get("name")
+        if name and city and len(kinds["organization by name + city"]) < n:
+            kinds["organization by name + city"].append(
+                f"/Organization?name={quote(name[:12])}&address-city={quote(city)}"
+            )
+    return kinds
+
+
+def run_searches(data: str, state: Path, seconds: float, seed: int) -> list[dict[str, object]]:
+    """Start `maison serve` over the store and time each kind of search (one client)."""
+    port = common.free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = state.parent / "serve.log"
+    cmd = [*MAISON, "serve", "--no-demo", "--data", data, "--state", str(state)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        common.wait_ready(base, proc, 120)
+        token = subprocess.run(
+            [*MAISON, "token", "--data", data, "--state", str(state), "--scope", "system/*.*"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        server = common.Server(base_url=base, token=token, data=data, proc=proc)
+        with server.client() as c:
+            kinds = search_queries(c, 200, seed)
+            for urls in kinds.values():  # warm-up, and check each answers
+                for url in urls[:20]:
+                    r = c.get(url)
+                    if r.status_code != 200 or not r.json().get("entry"):
+                        print(f"{url}: {r.status_code} {r.text[:300]}", file=sys.stderr)
+                        break
+        rows: list[dict[str, object]] = []
+        for kind, urls in kinds.items():
+            result = measure(server, urls, 1, seconds)
+            rows.append({"query": kind, "urls": len(urls), **result})
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Synthesise, then import, re-import and import a 1%-changed extraction."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=float, default=0.01, help="share of persons changed")
     parser.add_argument("--txt", action="store_true", help="plain .txt instead of the .zip")
     parser.add_argument("--json", default=None, help="append result rows as JSON lines")
+    parser.add_argument(
+        "--search", type=float, default=10.0, help="seconds per search kind (0: no searches)"
+    )
     group = parser.add_argument_group("store")
     group.add_argument("--pg", metavar="URL", default=None, help="PostgreSQL server to use")
     group.add_argument("--pg-db", metavar="NAME", default=None, help="keep this PG database")
@@ -180,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     first = folder / f"first{suffix}"
     newer = folder / f"newer{suffix}"
     rows: list[dict[str, Any]] = []
+    searches: list[dict[str, object]] = []
     try:
         synth_s = timed_write(base_rows(args.rows, args.seed), first)
         change_s = timed_write(changed_rows(args.rows, args.seed, args.changes), newer)
@@ -196,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run_import(path, data, state, label, count)
             print(f"{label}: {result['seconds']} s", file=sys.stderr)
             rows.append(result)
+        if args.search > 0:
+            searches = run_searches(data, state, args.search, args.seed)
     finally:
         for cleanup in cleanups:
             cleanup()
@@ -204,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     common.print_rows(f"Annuaire import of {args.rows:,} rows ({store})", rows, args.json)
+    if args.search > 0:
+        common.print_rows(
+            f"Annuaire searches over {args.rows:,} rows ({store})", searches, args.json
+        )
     if rows[1]["versions written"] != 0:
         print("the re-import of the same file wrote versions", file=sys.stderr)
         return 1

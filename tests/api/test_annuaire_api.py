@@ -634,6 +634,16 @@ CASES = [
         "Organization?address-postalcode:exact=20137,75011",
         string("address.postalCode", "20137", "75011", mode="exact"),
     ),
+    Case(
+        "Organization?address-insee=2A247",
+        lambda res: any(
+            e.get("valueCoding", {}).get("code", "").startswith("2A247")
+            for a in res.get("address", [])
+            for e in a.get("extension", [])
+            if e.get("url") == m.INSEE_CODE_URL
+        ),
+        "the guide's string parameter on the FR Core INSEE code (a Coding)",
+    ),
     Case(f"Organization?type={R02}|SA33", token("type", "SA33", R02)),
     Case(
         f"Organization?type={ORG_TYPE}|GEOGRAPHICAL-ENTITY",

@@ -19,6 +19,9 @@ runner = CliRunner()
 
 
 def _invoke(*args: str) -> tuple[int, str]:
+    from maison.cli import annuaire
+
+    annuaire.console.width = 200  # made at import, maybe before COLUMNS was set (xdist)
     result = runner.invoke(annuaire_app, list(args), env={"COLUMNS": "200"})
     return result.exit_code, result.output
 
@@ -55,6 +58,7 @@ def test_import_then_reimport_writes_nothing_the_second_time(tmp_path: Path, dat
     assert "Annuaire Santé import" in text
     row = next(line for line in text.splitlines() if extraction.name in line and "│" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert len(cells) == 9, text
     name, rows, _rate, persons, created, updated, unchanged, deactivated, rejected = cells
     assert (name, rows, updated, unchanged, deactivated, rejected) == (
         extraction.name,
@@ -92,3 +96,36 @@ def test_a_file_of_another_layout_is_one_red_line_and_exit_2(tmp_path: Path, dat
     )
     code, text = _invoke("import", str(tmp_path / "absent.zip"), "--data", data_url)
     assert code == 2 and "no such file" in text
+
+
+def test_profession_codes_are_checked_once_the_nos_terminology_is_installed(
+    tmp_path: Path, data_url: str
+) -> None:
+    import subprocess
+
+    from servers import MAISON
+    from support import CORPORA
+
+    extraction = tmp_path / "PS_LibreAcces_Personne_activite_202601010300.txt"
+    assert _invoke("synth", "40", "-o", str(extraction), "--seed", "3")[0] == 0
+    lines = extraction.read_text(encoding="utf-8").splitlines(keepends=True)
+    cells = lines[5].split("|")
+    cells[9] = "99"  # Code profession: not in TRE_G15
+    lines[5] = "|".join(cells)
+    extraction.write_text("".join(lines), encoding="utf-8")
+    state = str(tmp_path / "state")
+    where = ["--data", data_url, "--state", state]
+    code, text = _invoke("import", str(extraction), *where, "--rejects", str(tmp_path / "r1"))
+    assert code == 0, text
+    assert "profession codes not checked" in " ".join(text.split())
+    nos = CORPORA / "nos" / "TRE_G15-ProfessionSante-FHIR.json"
+    installed = subprocess.run(
+        [*MAISON, "ig", "install", str(nos), *where], capture_output=True, text=True, check=False
+    )
+    assert installed.returncode == 0, installed.stderr
+    code, text = _invoke("import", str(extraction), *where, "--rejects", str(tmp_path / "r2"))
+    assert code == 0, text
+    assert "profession codes not checked" not in text
+    assert (tmp_path / "r2").read_text(encoding="utf-8") == (
+        "line 6: Code profession '99' is not a known profession (TRE_G15)\n"
+    )

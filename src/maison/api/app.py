@@ -117,18 +117,27 @@ DEMO_ANNUAIRE_ROWS = 300
 
 
 def load_demo_annuaire(services: Services, rows: int, seed: int) -> int:
-    """Import a synthetic Annuaire Santé extraction (official layout) into the demo store, as
-    ``maison annuaire import`` would; returns the resources created."""
+    """Import a synthetic Annuaire Santé extraction (official layout) with its side files
+    (diplômes, savoir-faire, MSSanté) and the FINESS extraction of its establishments into the
+    demo store, as ``maison annuaire import`` would; returns the resources created."""
     import tempfile
     from pathlib import Path
 
-    from maison.services.annuaire.importer import import_extraction
+    from maison.services.annuaire.finess_synth import finess_for_activity, write_finess
+    from maison.services.annuaire.importer import import_extraction, import_finess
+    from maison.services.annuaire.side_synth import write_side_files
     from maison.services.annuaire.synth import synthesize, write_extraction
 
     with tempfile.TemporaryDirectory(prefix="maison-demo-") as folder:
-        path = write_extraction(synthesize(rows, seed), Path(folder) / "extraction.txt")
-        summary = import_extraction(services.store, path, parallel=False)
-    return summary.created
+        here = Path(folder)
+        path = write_extraction(synthesize(rows, seed), here / "extraction.txt")
+        sides = write_side_files(synthesize(rows, seed), here, seed=seed)
+        finess = write_finess(finess_for_activity(synthesize(rows, seed), seed), here / "f.csv")
+        created = import_finess(services.store, finess).created
+        summary = import_extraction(
+            services.store, path, parallel=False, side_files=list(sides.values())
+        )
+    return created + summary.created
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -121,6 +121,27 @@ def _rejects_for(file: Path, rejects: Path | None, several: bool) -> Path | None
         rejects.mkdir(parents=True, exist_ok=True)
         return rejects / f"{file.name}.rejects.txt"
     return rejects
+
+
+#: The NOS terminology of profession codes (https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/).
+TRE_G15: Final = (
+    "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+)
+
+
+def _known_professions(defs: Any) -> frozenset[str] | None:
+    """The TRE_G15 codes of the installed CodeSystem (rows with another code are rejected),
+    or None when it is not installed."""
+    system = defs.code_systems.get(TRE_G15)
+    if system is None:
+        return None
+    codes: set[str] = set()
+    stack = list(system.get("concept", []))
+    while stack:
+        concept = stack.pop()
+        codes.add(str(concept["code"]))
+        stack.extend(concept.get("concept", []))
+    return frozenset(codes)
 
 
 def _classify(files: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
@@ -253,6 +274,16 @@ def import_(
         services.store.migrate()
         services.store.check_keys("the state folder")
         services.refresh()  # installed guides: their search parameters and profiles
+        professions = _known_professions(services.defs)
+        if professions is None and activity:
+            console.print(
+                "[yellow]profession codes not checked: the NOS CodeSystem TRE_G15-ProfessionSante "
+                "is not installed (maison ig install TRE_G15-ProfessionSante-FHIR.json)[/yellow]"
+            )
+        plan = [
+            (f, partial(run, known_professions=professions) if run is not import_finess else run)
+            for f, run in plan
+        ]
         results: list[tuple[Path, ImportSummary, float]] = []
         for file, run in plan:
             started = time.perf_counter()
@@ -299,9 +330,25 @@ def synth(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same rows).")] = 0,
+    side_files: Annotated[
+        bool,
+        typer.Option(
+            "--side-files",
+            help="Also write the diplômes, savoir-faire and MSSanté files of the same persons "
+            "next to it.",
+        ),
+    ] = False,
+    finess: Annotated[
+        bool,
+        typer.Option(
+            "--finess", help="Also write a FINESS extraction of their establishments next to it."
+        ),
+    ] = False,
 ) -> None:
     """Write a synthetic extraction in the official layout (fictitious professionals with
     valid RPPS keys, structures with valid SIRET/FINESS), for tests and benchmarks."""
+    from maison.services.annuaire.finess_synth import finess_for_activity, finess_name, write_finess
+    from maison.services.annuaire.side_synth import write_side_files
     from maison.services.annuaire.synth import extraction_name, synthesize, write_extraction
 
     target = out or Path(extraction_name(datetime.now()))
@@ -318,3 +365,16 @@ def synth(
         write_extraction(counted(), target)
         progress.update(task, completed=rows, rate=_rate(rows, started, "rows"))
     console.print(f"[green]{rows:,} rows written to {target}[/green]")
+    stamp = datetime.now()
+    zipped = target.suffix.lower() == ".zip"
+    if side_files:
+        written = write_side_files(
+            synthesize(rows, seed), target.parent, seed=seed, generated_at=stamp, compress=zipped
+        )
+        for path in written.values():
+            console.print(f"[green]side file written to {path}[/green]")
+    if finess:
+        name = finess_name(stamp)
+        path = target.parent / (name[: -len(".csv")] + ".zip" if zipped else name)
+        write_finess(finess_for_activity(synthesize(rows, seed), seed), path, generated_at=stamp)
+        console.print(f"[green]FINESS extraction written to {path}[/green]")

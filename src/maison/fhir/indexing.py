@@ -278,6 +278,10 @@ def _emit_string(code: str, value: Any, typ: str | None, out: IndexValues) -> No
         keys: tuple[str, ...] = ("family", "given", "prefix", "suffix", "text")
     elif typ == "Address":
         keys = ("line", "city", "district", "state", "postalCode", "country", "text")
+    elif typ == "Coding":
+        # a guide's string parameter on a coded value (the Annuaire's address-insee on the FR
+        # Core INSEE code extension): its code and display, as text
+        keys = ("code", "display")
     else:
         return
     for key in keys:

@@ -352,6 +352,30 @@ def read_activities(
         yield from _read(stream, name, known)
 
 
+def scan_persons(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line, raw Identification nationale PP) of every data line, unchecked: a fast first
+    pass (the header is checked, the rows are not split or decoded further) for what only
+    needs to know who is where. Raises :class:`ExtractionError` like :func:`read_activities`.
+
+    https://annuaire.sante.fr/web/site-pro/extractions-publiques
+    """
+    with _open_extraction(Path(path)) as (stream, name):
+        chunks = _chunks(stream, name)
+        first = next(chunks, b"")
+        if not first:
+            raise ExtractionError(f"{name} is empty: expected the header of {ACTIVITE_PREFIX}")
+        encoding = _detect_encoding(first)
+        if first.startswith(codecs.BOM_UTF8):
+            first = first[len(codecs.BOM_UTF8) :]
+        lines = _lines(itertools.chain((first,), chunks))
+        _check_header(next(lines, b""), encoding, name)
+        position = ACTIVITE_COLUMNS.index(_IDNPS)
+        for number, raw in enumerate(lines, start=2):
+            if raw.strip():
+                cells = raw.split(b"|", position + 1)
+                yield number, cells[position] if len(cells) > position else b""
+
+
 @contextmanager
 def _open_extraction(path: Path) -> Iterator[tuple[IO[bytes], str]]:
     """The binary stream of the extraction text and a name for messages."""

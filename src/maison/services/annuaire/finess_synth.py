@@ -38,6 +38,7 @@ from maison.services.annuaire.finess import (
     FINESS_COLUMNS,
     GEOLOCALISATION,
     MEMBER_PREFIX,
+    OVERSEAS,
     STRUCTURE,
 )
 from maison.services.annuaire.synth import _PLACES, _Place, _unaccented_upper, luhn_key
@@ -381,3 +382,47 @@ def _write(rows: Iterable[Mapping[str, str]], out: io.TextIOBase, stamp: datetim
     out.write("".join(batch))
     for start in range(0, len(geolocations), 4096):
         out.write("".join(geolocations[start : start + 4096]))
+
+
+def finess_for_activity(
+    activity_rows: Iterable[Mapping[str, str]], seed: int
+) -> Iterator[dict[str, str]]:
+    """A FINESS extraction of the establishments an activity extraction names (each
+    ``Numéro FINESS site`` once, in order of first appearance): their FINESS numbers, legal
+    entity, name, SIRET and address from the activity rows, the rest (category, tariff mode,
+    dates…) synthesised. Test data only.
+
+    https://www.data.gouv.fr/fr/datasets/finess-extraction-du-fichier-des-etablissements/
+    """
+    from maison.services.annuaire import mapping as m
+
+    by_insee = {insee: finess for finess, insee in OVERSEAS.items()}
+    templates = synthesize_finess(10**9, seed)
+    seen: set[str] = set()
+    for row in activity_rows:
+        site = row.get(m.FINESS_SITE, "")
+        if not site or site in seen:
+            continue
+        seen.add(site)
+        out = dict(next(templates))
+        commune = row.get(m.CODE_COMMUNE, "")
+        departement = commune[:3] if commune.startswith("97") else commune[:2]
+        name = row.get(m.RAISON_SOCIALE, "") or out["rslongue"]
+        street = " ".join(p for p in (row.get(m.NUMERO_VOIE, ""), row.get(m.INDICE_VOIE, "")) if p)
+        out.update(
+            nofinesset=site,
+            nofinessej=row.get(m.FINESS_EJ, "") or out["nofinessej"],
+            rs=name[:38].strip(),
+            rslongue=name,
+            siret=row.get(m.SIRET, ""),
+            numvoie=street,
+            typvoie=row.get(m.TYPE_VOIE, ""),
+            voie=row.get(m.LIBELLE_VOIE, ""),
+        )
+        if len(commune) == 5 and row.get(m.CODE_POSTAL):
+            out.update(
+                departement=by_insee.get(departement, departement),
+                commune=commune[2:],  # 75056 → 056, 2A004 → 004, 97120 → 120 (9A)
+                ligneacheminement=f"{row[m.CODE_POSTAL]} {row.get(m.LIBELLE_COMMUNE, '').upper()}",
+            )
+        yield out

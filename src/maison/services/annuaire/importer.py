@@ -47,7 +47,13 @@ from typing import IO, Any, Final
 import orjson
 
 from maison.security.readonly import IMPORT_TAG_SYSTEM
-from maison.services.annuaire.extraction import ExtractionError, Row, RowError, read_activities
+from maison.services.annuaire.extraction import (
+    ExtractionError,
+    Row,
+    RowError,
+    read_activities,
+    scan_persons,
+)
 from maison.services.annuaire.finess import organization_from_finess, read_establishments
 from maison.services.annuaire.mapping import IDNAT_PP, content_hash, resources_for_person
 from maison.services.annuaire.side_index import SideIndex
@@ -346,7 +352,7 @@ def _produce(
 ) -> Generator[_Message, None, None]:
     """Check the file, index the side files, then map: the persons with adjacent rows, then
     the scattered ones."""
-    total, scattered = yield from _check(path, known)
+    total, scattered = yield from _check(path)
     side = SideIndex()
     try:
         yield from _map(path, known, batch, total, scattered, sides, side)
@@ -400,24 +406,21 @@ def _map(
         yield _Batch("merging", start + len(wanted), len(ordered), rows, 0, [], [])
 
 
-def _check(
-    path: Path, known: frozenset[str] | None
-) -> Generator[ImportProgress, None, tuple[int, frozenset[str]]]:
+def _check(path: Path) -> Generator[ImportProgress, None, tuple[int, frozenset[str]]]:
     """First pass: the data row count and the persons whose rows are not all adjacent.
 
-    The set of persons seen (IDNPS strings) is the import's only structure that grows with the
-    file; it is dropped before the writes start.
+    Only the layout and each line's IDNPS are read (the rows are checked by the second pass;
+    a rejected row's key at worst makes its person taken as scattered, which is only slower).
+    The set of persons seen is the import's only structure that grows with the file; it is
+    dropped before the writes start.
     """
-    seen: set[str] = set()
-    scattered: set[str] = set()
+    seen: set[bytes] = set()
+    scattered: set[bytes] = set()
     previous = None
     count = 0
-    for count, item in enumerate(read_activities(path, known_professions=known), start=1):
-        if count % 10_000 == 0:
+    for count, (_, key) in enumerate(scan_persons(path), start=1):
+        if count % 50_000 == 0:
             yield ImportProgress("checking", count, None)
-        if isinstance(item, RowError):
-            continue
-        key = item.person_key
         if key != previous:
             if key in seen:
                 scattered.add(key)
@@ -425,7 +428,7 @@ def _check(
                 seen.add(key)
             previous = key
     yield ImportProgress("checking", count, count)
-    return count, frozenset(scattered)
+    return count, frozenset(k.decode("latin-1") for k in scattered)
 
 
 def _mapped(
