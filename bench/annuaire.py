@@ -202,13 +202,13 @@ def search_queries(client: httpx.Client, n: int, seed: int) -> dict[str, list[st
             )
         if family and city and len(kinds["practitioner by name + city"]) < n:
             kinds["practitioner by name + city"].append(
-                f"/PractitionerRole?practitioner.name={quote(family)}"
+                f"/PractitionerRole?practitioner.family={quote(family)}"
                 f"&organization.address-city={quote(city)}&_include=PractitionerRole:practitioner"
             )
         name = org.get("name")
         if name and city and len(kinds["organization by name + city"]) < n:
             kinds["organization by name + city"].append(
-                f"/Organization?name={quote(name[:12])}&address-city={quote(city)}"
+                f"/Organization?name={quote(name)}&address-city={quote(city)}"
             )
     return kinds
 
