@@ -25,8 +25,8 @@ import itertools
 import re
 import zipfile
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -376,9 +376,20 @@ def scan_persons(path: str | Path) -> Iterator[tuple[int, bytes]]:
                 yield number, cells[position] if len(cells) > position else b""
 
 
-@contextmanager
-def _open_extraction(path: Path) -> Iterator[tuple[IO[bytes], str]]:
+def _open_extraction(path: Path) -> AbstractContextManager[tuple[IO[bytes], str]]:
     """The binary stream of the extraction text and a name for messages."""
+    return open_text(path, _member)
+
+
+@contextmanager
+def open_text(
+    path: Path, member_of: Callable[[zipfile.ZipFile, str], zipfile.ZipInfo]
+) -> Iterator[tuple[IO[bytes], str]]:
+    """The binary stream of a published text file, given as such or inside a zip (the member
+    ``member_of`` picks), and a name for messages; every failure is an ExtractionError.
+
+    https://annuaire.sante.fr/web/site-pro/extractions-publiques
+    """
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -398,7 +409,7 @@ def _open_extraction(path: Path) -> Iterator[tuple[IO[bytes], str]]:
                 f"{path.name} is not a readable zip archive (truncated or corrupt: {exc})"
             ) from None
         with archive:
-            member = _member(archive, path.name)
+            member = member_of(archive, path.name)
             try:
                 inner = archive.open(member)
             except (

@@ -79,7 +79,7 @@ import itertools
 import re
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -93,6 +93,7 @@ from maison.services.annuaire.extraction import (
     _detect_encoding,
     _lines,
     finess_problem,
+    open_text,
     siren_problem,
     siret_problem,
 )
@@ -395,43 +396,9 @@ def _check_header(raw: bytes, encoding: str, name: str) -> None:
     )
 
 
-@contextmanager
-def _open(path: Path) -> Iterator[tuple[IO[bytes], str]]:
+def _open(path: Path) -> AbstractContextManager[tuple[IO[bytes], str]]:
     """The binary stream of the extraction text and a name for messages."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ExtractionError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with handle:
-        magic = handle.read(4)
-        handle.seek(0)
-        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-            if path.suffix.lower() == ".zip":
-                raise ExtractionError(f"{path.name} is named .zip but is not a zip archive")
-            yield handle, path.name
-            return
-        try:
-            archive = zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-            raise ExtractionError(
-                f"{path.name} is not a readable zip archive (truncated or corrupt: {exc})"
-            ) from None
-        with archive:
-            member = _member(archive, path.name)
-            try:
-                inner = archive.open(member)
-            except (
-                zipfile.BadZipFile,
-                EOFError,
-                OSError,
-                RuntimeError,
-                NotImplementedError,
-            ) as exc:
-                raise ExtractionError(
-                    f"{path.name}: cannot open {member.filename} (corrupt or encrypted: {exc})"
-                ) from None
-            with inner:
-                yield inner, f"{path.name}:{member.filename}"
+    return open_text(path, _member)
 
 
 def _member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:

@@ -25,14 +25,12 @@ https://www.data.gouv.fr/fr/datasets/finess-extraction-du-fichier-des-etablissem
 
 from __future__ import annotations
 
-import io
 import random
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import IO, Final, TypeVar
 
 from maison.services.annuaire.finess import (
     FINESS_COLUMNS,
@@ -41,7 +39,13 @@ from maison.services.annuaire.finess import (
     OVERSEAS,
     STRUCTURE,
 )
-from maison.services.annuaire.synth import _PLACES, _Place, _unaccented_upper, luhn_key
+from maison.services.annuaire.synth import (
+    _PLACES,
+    _Place,
+    _unaccented_upper,
+    luhn_key,
+    published_text,
+)
 
 _T = TypeVar("_T")
 
@@ -340,18 +344,8 @@ def write_finess(
     """
     target = Path(path)
     stamp = generated_at or datetime.now()
-    if target.suffix.lower() == ".zip":
-        info = zipfile.ZipInfo(finess_name(stamp), date_time=stamp.timetuple()[:6])
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with (
-            zipfile.ZipFile(target, "w") as archive,
-            archive.open(info, "w", force_zip64=True) as member,
-            io.TextIOWrapper(member, encoding=encoding, newline="") as text,
-        ):
-            _write(rows, text, stamp)
-    else:
-        with target.open("w", encoding=encoding, newline="") as text:
-            _write(rows, text, stamp)
+    with published_text(target, finess_name(stamp), stamp, encoding) as text:
+        _write(rows, text, stamp)
     return target
 
 
@@ -363,7 +357,7 @@ def _line(tag: str, values: Iterable[str], number: int) -> str:
     return ";".join(cells) + "\n"
 
 
-def _write(rows: Iterable[Mapping[str, str]], out: io.TextIOBase, stamp: datetime) -> None:
+def _write(rows: Iterable[Mapping[str, str]], out: IO[str], stamp: datetime) -> None:
     """The header line, the ``structureet`` lines, then the ``geolocalisation`` lines."""
     out.write(f"finess;etalab;{_HEADER_NUMBER};{stamp:%Y-%m-%d}\n")
     geolocations: list[str] = []  # a short line per row: held until the structures are written

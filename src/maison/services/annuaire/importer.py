@@ -220,6 +220,10 @@ def import_extraction(
     finally:
         lanes.close()
         rejects.close()
+    return _summary(writer, rejects, rows, persons)
+
+
+def _summary(writer: _Writer, rejects: _Rejects, rows: int, persons: int) -> ImportSummary:
     counts = writer.counts
     return ImportSummary(
         rows=rows,
@@ -307,19 +311,7 @@ def import_finess(
     finally:
         lanes.close()
         rejects.close()
-    counts = writer.counts
-    return ImportSummary(
-        rows=rows,
-        persons=structures,
-        created=counts.created,
-        updated=counts.updated,
-        unchanged=counts.unchanged,
-        deactivated=counts.deactivated,
-        rejected=rejects.rows,
-        invalid=counts.invalid,
-        rejects_path=rejects.path if rejects.written else None,
-        run=writer.run,
-    )
+    return _summary(writer, rejects, rows, structures)
 
 
 # --------------------------------------------------------------------------------------------

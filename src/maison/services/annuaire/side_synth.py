@@ -30,12 +30,10 @@ https://annuaire.sante.fr/web/site-pro/extractions-publiques
 
 from __future__ import annotations
 
-import io
 import itertools
 import random
 import re
 import unicodedata
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from datetime import datetime
@@ -45,7 +43,7 @@ from typing import IO, Final
 from maison.services.annuaire import mapping as m
 from maison.services.annuaire import side_files as sf
 from maison.services.annuaire.side_files import SideKind
-from maison.services.annuaire.synth import SAVOIR_FAIRE_MEDECIN
+from maison.services.annuaire.synth import SAVOIR_FAIRE_MEDECIN, published_text
 
 # --- Code lists (checked against the NOS CodeSystems of ansforge/IG-NOS) -----------------------
 #: TRE_R14-TypeDiplome DE.
@@ -387,18 +385,8 @@ def write_side_files(
     with ExitStack() as stack:
         for kind in sf.SIDE_KINDS:
             name = side_file_name(kind, stamp)
-            if compress:
-                paths[kind] = folder / (name[: -len(".txt")] + ".zip")
-                archive = stack.enter_context(zipfile.ZipFile(paths[kind], "w"))
-                info = zipfile.ZipInfo(name, date_time=stamp.timetuple()[:6])
-                info.compress_type = zipfile.ZIP_DEFLATED
-                member = stack.enter_context(archive.open(info, "w", force_zip64=True))
-                text: IO[str] = stack.enter_context(
-                    io.TextIOWrapper(member, encoding=encoding, newline="")
-                )
-            else:
-                paths[kind] = folder / name
-                text = stack.enter_context(paths[kind].open("w", encoding=encoding, newline=""))
+            paths[kind] = folder / (name[: -len(".txt")] + ".zip" if compress else name)
+            text = stack.enter_context(published_text(paths[kind], name, stamp, encoding))
             text.write("|".join(sf.COLUMNS[kind]) + "|\n")
             outputs[kind] = text
         batches: dict[SideKind, list[str]] = {kind: [] for kind in sf.SIDE_KINDS}

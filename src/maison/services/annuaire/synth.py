@@ -30,11 +30,12 @@ import random
 import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import IO, Final, TypeVar
 
 from maison.services.annuaire.extraction import ACTIVITE_COLUMNS, ACTIVITE_PREFIX
 
@@ -819,22 +820,33 @@ def write_extraction(
     """
     target = Path(path)
     stamp = generated_at or datetime.now()
-    if target.suffix.lower() == ".zip":
-        info = zipfile.ZipInfo(extraction_name(stamp), date_time=stamp.timetuple()[:6])
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with (
-            zipfile.ZipFile(target, "w") as archive,
-            archive.open(info, "w", force_zip64=True) as member,
-            io.TextIOWrapper(member, encoding=encoding, newline="") as text,
-        ):
-            _write_rows(rows, text)
-    else:
-        with target.open("w", encoding=encoding, newline="") as text:
-            _write_rows(rows, text)
+    with published_text(target, extraction_name(stamp), stamp, encoding) as text:
+        _write_rows(rows, text)
     return target
 
 
-def _write_rows(rows: Iterable[Mapping[str, str]], out: io.TextIOBase | io.TextIOWrapper) -> None:
+@contextmanager
+def published_text(path: Path, member: str, stamp: datetime, encoding: str) -> Iterator[IO[str]]:
+    """A text stream writing ``path``: the file itself, or, for a ``.zip``, its one member
+    ``member`` dated ``stamp``, as the extractions are published.
+
+    https://annuaire.sante.fr/web/site-pro/extractions-publiques
+    """
+    if path.suffix.lower() != ".zip":
+        with path.open("w", encoding=encoding, newline="") as text:
+            yield text
+        return
+    info = zipfile.ZipInfo(member, date_time=stamp.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with (
+        zipfile.ZipFile(path, "w") as archive,
+        archive.open(info, "w", force_zip64=True) as raw,
+        io.TextIOWrapper(raw, encoding=encoding, newline="") as text,
+    ):
+        yield text
+
+
+def _write_rows(rows: Iterable[Mapping[str, str]], out: IO[str]) -> None:
     """Header and rows, ``|``-separated with a trailing ``|``, ``\\n`` line ends."""
     width = len(ACTIVITE_COLUMNS)
     out.write("|".join(ACTIVITE_COLUMNS) + "|\n")
