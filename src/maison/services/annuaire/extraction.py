@@ -360,14 +360,7 @@ def scan_persons(path: str | Path) -> Iterator[tuple[int, bytes]]:
     https://annuaire.sante.fr/web/site-pro/extractions-publiques
     """
     with _open_extraction(Path(path)) as (stream, name):
-        chunks = _chunks(stream, name)
-        first = next(chunks, b"")
-        if not first:
-            raise ExtractionError(f"{name} is empty: expected the header of {ACTIVITE_PREFIX}")
-        encoding = _detect_encoding(first)
-        if first.startswith(codecs.BOM_UTF8):
-            first = first[len(codecs.BOM_UTF8) :]
-        lines = _lines(itertools.chain((first,), chunks))
+        encoding, lines = _text_lines(stream, name)
         _check_header(next(lines, b""), encoding, name)
         position = ACTIVITE_COLUMNS.index(_IDNPS)
         for number, raw in enumerate(lines, start=2):
@@ -527,18 +520,28 @@ def _check_header(raw: bytes, encoding: str, name: str) -> None:
     )
 
 
-def _read(stream: IO[bytes], name: str, known: Collection[str] | None) -> Iterator[Row | RowError]:
+def _text_lines(stream: IO[bytes], name: str) -> tuple[str, Iterator[bytes]]:
+    """(encoding, physical lines from the header on) of an extraction stream."""
     chunks = _chunks(stream, name)
     first = next(chunks, b"")
     if not first:
         raise ExtractionError(f"{name} is empty: expected the header of {ACTIVITE_PREFIX}")
     encoding = _detect_encoding(first)
-    label = _ENCODING_LABELS[encoding]
     if first.startswith(codecs.BOM_UTF8):
         first = first[len(codecs.BOM_UTF8) :]
-    lines = _lines(itertools.chain((first,), chunks))
-    _check_header(next(lines, b""), encoding, name)
-    width = len(ACTIVITE_COLUMNS)
+    return encoding, _lines(itertools.chain((first,), chunks))
+
+
+def pipe_fields(
+    lines: Iterable[bytes], encoding: str, width: int, *, trailing: bool = True
+) -> Iterator[tuple[int, list[str]] | RowError]:
+    """(line number, fields) of each non-blank data line after the header (line 1) of a
+    ``|``-separated extraction, its trailing ``|`` dropped (``trailing``); a line that does not
+    decode or has not ``width`` fields is a RowError.
+
+    https://annuaire.sante.fr/web/site-pro/extractions-publiques
+    """
+    label = _ENCODING_LABELS[encoding]
     for number, raw in enumerate(lines, start=2):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
@@ -553,10 +556,21 @@ def _read(stream: IO[bytes], name: str, known: Collection[str] | None) -> Iterat
                 f"cannot be decoded (the file was read as {label}, detected from its start)",
             )
             continue
-        fields = (text[:-1] if text.endswith("|") else text).split("|")
+        fields = (text[:-1] if trailing and text.endswith("|") else text).split("|")
         if len(fields) != width:
             yield RowError(number, f"{len(fields)} columns instead of {width}")
             continue
+        yield number, fields
+
+
+def _read(stream: IO[bytes], name: str, known: Collection[str] | None) -> Iterator[Row | RowError]:
+    encoding, lines = _text_lines(stream, name)
+    _check_header(next(lines, b""), encoding, name)
+    for item in pipe_fields(lines, encoding, len(ACTIVITE_COLUMNS)):
+        if isinstance(item, RowError):
+            yield item
+            continue
+        number, fields = item
         values = dict(zip(ACTIVITE_COLUMNS, fields, strict=True))
         problems = _problems(values, known)
         if problems:

@@ -81,12 +81,12 @@ import orjson
 
 from maison.services.annuaire import mapping as m
 from maison.services.annuaire.extraction import (
-    _ENCODING_LABELS,
     ExtractionError,
     RowError,
     _chunks,
     _detect_encoding,
     _lines,
+    pipe_fields,
     rpps_problem,
 )
 
@@ -570,29 +570,12 @@ def _read(stream: IO[bytes], name: str, wanted: SideKind | None) -> Iterator[Sid
             f"{name} is a {_DESCRIPTIONS[found]} extraction, not {_DESCRIPTIONS[wanted]}"
         )
     index = _index(found, names, name)
-    width = len(names)
-    label = _ENCODING_LABELS[encoding]
     check = _CHECKS[found]
-    for number, raw in enumerate(lines, start=2):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw.strip():
+    for item in pipe_fields(lines, encoding, len(names), trailing=trailing):
+        if isinstance(item, RowError):
+            yield item
             continue
-        try:
-            line = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            yield RowError(
-                number,
-                f"not {label} text: byte 0x{raw[exc.start]:02X} at byte {exc.start + 1} "
-                f"cannot be decoded (the file was read as {label}, detected from its start)",
-            )
-            continue
-        if trailing and line.endswith("|"):
-            line = line[:-1]
-        fields = line.split("|")
-        if len(fields) != width:
-            yield RowError(number, f"{len(fields)} columns instead of {width}")
-            continue
+        number, fields = item
         cells = {column: fields[position].strip() for column, position in index.items()}
         key, problems = check(cells)
         if problems:
