@@ -383,6 +383,19 @@ def open_text(
 
     https://annuaire.sante.fr/web/site-pro/extractions-publiques
     """
+    with open_archive(path) as (archive, handle):
+        if archive is None:
+            yield handle, path.name
+            return
+        member = member_of(archive, path.name)
+        with open_member(archive, member, path.name) as inner:
+            yield inner, f"{path.name}:{member.filename}"
+
+
+@contextmanager
+def open_archive(path: Path) -> Iterator[tuple[zipfile.ZipFile | None, IO[bytes]]]:
+    """(the zip archive, or None for a plain file; the open file), failures as
+    ExtractionError (https://annuaire.sante.fr/web/site-pro/extractions-publiques)."""
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -393,7 +406,7 @@ def open_text(
         if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
             if path.suffix.lower() == ".zip":
                 raise ExtractionError(f"{path.name} is named .zip but is not a zip archive")
-            yield handle, path.name
+            yield None, handle
             return
         try:
             archive = zipfile.ZipFile(handle)
@@ -402,21 +415,23 @@ def open_text(
                 f"{path.name} is not a readable zip archive (truncated or corrupt: {exc})"
             ) from None
         with archive:
-            member = member_of(archive, path.name)
-            try:
-                inner = archive.open(member)
-            except (
-                zipfile.BadZipFile,
-                EOFError,
-                OSError,
-                RuntimeError,
-                NotImplementedError,
-            ) as exc:
-                raise ExtractionError(
-                    f"{path.name}: cannot open {member.filename} (corrupt or encrypted: {exc})"
-                ) from None
-            with inner:
-                yield inner, f"{path.name}:{member.filename}"
+            yield archive, handle
+
+
+@contextmanager
+def open_member(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str
+) -> Iterator[IO[bytes]]:
+    """One member of a zip, failures as ExtractionError (an unsupported compression method
+    raises NotImplementedError in zipfile) (https://docs.python.org/3/library/zipfile.html)."""
+    try:
+        inner = archive.open(member)
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        raise ExtractionError(
+            f"{name}: cannot open {member.filename} (corrupt or encrypted: {exc})"
+        ) from None
+    with inner:
+        yield inner
 
 
 def _member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:

@@ -71,7 +71,6 @@ import re
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -86,6 +85,8 @@ from maison.services.annuaire.extraction import (
     _chunks,
     _detect_encoding,
     _lines,
+    open_archive,
+    open_member,
     pipe_fields,
     rpps_problem,
 )
@@ -411,50 +412,11 @@ def _text_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     )
 
 
-@contextmanager
-def _member_stream(
-    archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str
-) -> Iterator[IO[bytes]]:
-    try:
-        inner = archive.open(member)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
-        raise ExtractionError(
-            f"{name}: cannot open {member.filename} (corrupt or encrypted: {exc})"
-        ) from None
-    with inner:
-        yield inner
-
-
-@contextmanager
-def _archive(path: Path) -> Iterator[tuple[zipfile.ZipFile | None, IO[bytes]]]:
-    """(the zip archive or None for a plain file, the open file)."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ExtractionError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with handle:
-        magic = handle.read(4)
-        handle.seek(0)
-        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-            if path.suffix.lower() == ".zip":
-                raise ExtractionError(f"{path.name} is named .zip but is not a zip archive")
-            yield None, handle
-            return
-        try:
-            archive = zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-            raise ExtractionError(
-                f"{path.name} is not a readable zip archive (truncated or corrupt: {exc})"
-            ) from None
-        with archive:
-            yield archive, handle
-
-
 def _member_kinds(archive: zipfile.ZipFile, name: str) -> list[tuple[zipfile.ZipInfo, FileKind]]:
     found: list[tuple[zipfile.ZipInfo, FileKind]] = []
     for member in _text_members(archive):
         label = f"{name}:{member.filename}"
-        with _member_stream(archive, member, name) as inner:
+        with open_member(archive, member, name) as inner:
             try:
                 kind = _kind_of(inner, label)
             except ExtractionError:
@@ -471,7 +433,7 @@ def kinds_in(path: str | Path) -> dict[FileKind, str]:
     https://annuaire.sante.fr/web/site-pro/extractions-publiques
     """
     target = Path(path)
-    with _archive(target) as (archive, handle):
+    with open_archive(target) as (archive, handle):
         if archive is None:
             kind = _kind_of(handle, target.name)
             return {} if kind is None else {kind: target.name}
@@ -485,7 +447,7 @@ def detect_kind(path: str | Path) -> FileKind:
     https://annuaire.sante.fr/web/site-pro/extractions-publiques
     """
     target = Path(path)
-    with _archive(target) as (archive, handle):
+    with open_archive(target) as (archive, handle):
         if archive is None:
             header, encoding, _ = _first_line(handle, target.name)
             names, _, text = _header_names(header, encoding)
@@ -523,13 +485,13 @@ def read_side_file(path: str | Path, kind: SideKind | None = None) -> Iterator[S
     if kind is not None and kind not in SIDE_KINDS:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(SIDE_KINDS)})")
     target = Path(path)
-    with _archive(target) as (archive, handle):
+    with open_archive(target) as (archive, handle):
         if archive is None:
             yield from _read(handle, target.name, kind)
             return
         member = _pick_member(archive, target.name, kind)
         label = f"{target.name}:{member.filename}"
-        with _member_stream(archive, member, target.name) as inner:
+        with open_member(archive, member, target.name) as inner:
             yield from _read(inner, label, kind)
 
 
