@@ -237,7 +237,16 @@ class SqlStore:
 
     def get_meta(self, key: str) -> str | None:
         """A fact about the store itself (a plain read: no write lock, so it may be called while
-        this process's writer holds the SQLite lock)."""
+        this process's writer holds the SQLite lock). A pooled connection found dead (the
+        database restarted) is replaced once, as for :meth:`read`."""
+        try:
+            return self._get_meta(key)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._get_meta(key)
+
+    def _get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
             conn = conn.execution_options(maison_write=False)
             return conn.execute(
