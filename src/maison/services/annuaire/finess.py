@@ -74,6 +74,7 @@ https://www.data.gouv.fr/fr/datasets/finess-extraction-du-fichier-des-etablissem
 from __future__ import annotations
 
 import codecs
+import copy
 import csv
 import itertools
 import re
@@ -85,6 +86,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any, Final
 
+from maison.services.annuaire import mapping as m
 from maison.services.annuaire.extraction import (
     _ENCODING_LABELS,
     ExtractionError,
@@ -105,8 +107,6 @@ from maison.services.annuaire.mapping import (
     IDNST_SYSTEM,
     IG,
     INSEE_CODE_URL,
-    ORGANIZATION_TYPE_CS,
-    ORGANIZATION_TYPES_URL,
     SIRENE_SYSTEM,
     SOURCE,
     _coding,
@@ -436,14 +436,18 @@ def _date(value: str) -> str | None:
         return None
 
 
-def _establishment(number: int, cells: list[str]) -> Establishment | RowError:
-    values = dict(zip(FINESS_COLUMNS, cells, strict=True))
-    problems: list[str] = []
+def _site_problems(values: dict[str, str]) -> list[str]:
+    """What is wrong with a line's ``nofinesset`` (empty, or a bad FINESS key)."""
     site = values["nofinesset"]
     if not site:
-        problems.append("nofinesset is empty")
-    elif (problem := finess_problem(site)) is not None:
-        problems.append(f"nofinesset: {problem}")
+        return ["nofinesset is empty"]
+    problem = finess_problem(site)
+    return [f"nofinesset: {problem}"] if problem is not None else []
+
+
+def _establishment(number: int, cells: list[str]) -> Establishment | RowError:
+    values = dict(zip(FINESS_COLUMNS, cells, strict=True))
+    problems = _site_problems(values)
     legal = values["nofinessej"]
     if legal and (problem := finess_problem(legal)) is not None:
         problems.append(f"nofinessej: {problem}")
@@ -472,12 +476,7 @@ def _coordinate(value: str) -> float | None:
 
 def _geolocation(number: int, cells: list[str]) -> Geolocation | RowError:
     values = dict(zip(GEOLOCALISATION_COLUMNS, cells, strict=True))
-    problems: list[str] = []
-    site = values["nofinesset"]
-    if not site:
-        problems.append("nofinesset is empty")
-    elif (problem := finess_problem(site)) is not None:
-        problems.append(f"nofinesset: {problem}")
+    problems = _site_problems(values)
     for column in ("coordxet", "coordyet"):
         if values[column] and not _NUMBER.fullmatch(values[column]):
             problems.append(f"{column} {values[column]!r} is not a number")
@@ -489,7 +488,7 @@ def _geolocation(number: int, cells: list[str]) -> Geolocation | RowError:
         return RowError(number, "; ".join(problems))
     return Geolocation(
         number,
-        site,
+        values["nofinesset"],
         _coordinate(values["coordxet"]),
         _coordinate(values["coordyet"]),
         values["sourcecoordet"],
@@ -610,15 +609,8 @@ def _address(est: Establishment) -> dict[str, Any] | None:
 
 
 def _types(est: Establishment) -> list[dict[str, Any]]:
-    def typed(slice_name: str, coding: dict[str, str]) -> dict[str, Any]:
-        return {
-            "extension": [{"url": ORGANIZATION_TYPES_URL, "valueCode": slice_name}],
-            "coding": [coding],
-        }
-
-    types = [
-        typed("organizationType", {"system": ORGANIZATION_TYPE_CS, "code": "GEOGRAPHICAL-ENTITY"})
-    ]
+    typed = m.organization_type
+    types = [copy.deepcopy(m.GEOGRAPHICAL_ENTITY)]
     if est.categetab:  # slice categorieEtablissementRASS: no organization-types code exists
         category = _coding("TRE_R66-CategorieEtablissement", est.categetab, est.libcategetab)
         types.append({"coding": [category]})

@@ -59,10 +59,11 @@ https://interop.esante.gouv.fr/ig/fhir/annuaire/
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -450,16 +451,27 @@ def _telecom(row: Row) -> list[dict[str, Any]]:
     return out
 
 
-def _organization_types(row: Row) -> list[dict[str, Any]]:
-    def typed(slice_name: str, coding: dict[str, str]) -> dict[str, Any]:
-        return {
-            "extension": [{"url": ORGANIZATION_TYPES_URL, "valueCode": slice_name}],
-            "coding": [coding],
-        }
+def organization_type(slice_name: str, coding: dict[str, str]) -> dict[str, Any]:
+    """An ``Organization.type`` in the slice ``slice_name`` of ``as-organization`` (the
+    as-ext-organization-types extension names it).
 
-    types = [
-        typed("organizationType", {"system": ORGANIZATION_TYPE_CS, "code": "GEOGRAPHICAL-ENTITY"})
-    ]
+    https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition-as-organization.html
+    """
+    return {
+        "extension": [{"url": ORGANIZATION_TYPES_URL, "valueCode": slice_name}],
+        "coding": [coding],
+    }
+
+
+#: The type every site (entité géographique) carries.
+GEOGRAPHICAL_ENTITY: Final = organization_type(
+    "organizationType", {"system": ORGANIZATION_TYPE_CS, "code": "GEOGRAPHICAL-ENTITY"}
+)
+
+
+def _organization_types(row: Row) -> list[dict[str, Any]]:
+    typed = organization_type
+    types = [copy.deepcopy(GEOGRAPHICAL_ENTITY)]
     if _cell(row, SECTEUR):
         sector = _coding("TRE_R02-SecteurActivite", _cell(row, SECTEUR), _cell(row, SECTEUR_LABEL))
         types.append(typed("secteurActiviteRASS", sector))
