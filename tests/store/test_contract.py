@@ -103,6 +103,37 @@ def test_index_rows_follow_the_current_version(store: SqlStore) -> None:
     assert left == []
 
 
+def test_index_rows_of_several_writes_in_one_unit(store: SqlStore, defs: Definitions) -> None:
+    """Index deletions wait for the unit's flush: two updates of one resource in one unit,
+    then a search in it, see only the last version's rows; ``read_many`` sees the unit's
+    own writes and skips the deleted."""
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "u1"))
+    store.write(lambda tx: tx.create("Patient", dict(PATIENT), "u2"))
+
+    def unit(tx: Any) -> tuple[list[str], list[str], dict[str, Any]]:
+        tx.update("Patient", "u1", {**PATIENT, "name": [{"family": "Aubert"}]})
+        tx.update("Patient", "u1", {**PATIENT, "name": [{"family": "Caron"}]})
+        tx.delete("Patient", "u2")
+        found = tx.read_many("Patient", ["u1", "u2", "nope"])
+
+        def ids(family: str) -> list[str]:
+            q = parse_search(defs, "Patient", [("family", family)])
+            return sorted(s.id for s in tx.search(q).entries)
+
+        return ids("aubert"), ids("caron"), found
+
+    aubert, caron, found = store.write(unit)
+    assert aubert == [] and caron == ["u1"]
+    assert sorted(found) == ["u1"] and found["u1"].resource["name"] == [{"family": "Caron"}]
+    with store.engine.connect() as conn:
+        families = conn.execute(
+            select(idx_string.c.res_id, idx_string.c.value_folded).where(
+                idx_string.c.code == "family"
+            )
+        ).all()
+    assert sorted(tuple(f) for f in families) == [("u1", "caron")]
+
+
 def test_search_compiles_to_sql(store: SqlStore, defs: Definitions) -> None:
     store.write(lambda tx: tx.create("Patient", dict(PATIENT), "s1"))
     store.write(lambda tx: tx.create("Patient", {**PATIENT, "name": [{"family": "Noël"}]}, "s2"))

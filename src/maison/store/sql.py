@@ -26,8 +26,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    String,
     Table,
     and_,
+    any_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -493,6 +497,9 @@ class SqlTx:
     # has dozens of them and building dicts was a sixth of the import time)
     _idx_rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
+    # ids whose index rows are to be deleted, by type: done by flush, before the inserts, in
+    # one statement per table (six per updated resource were a third of an update's time)
+    _drops: dict[str, list[str]] = field(default_factory=dict)
     _now: str | None = None
     _snapshot: bool = False
     written: int = 0  # new resources inserted by this unit
@@ -513,7 +520,9 @@ class SqlTx:
 
     # -- writing -------------------------------------------------------------------------
     def flush(self) -> None:
-        """Send batched inserts to the database."""
+        """Send the batched index deletions, then the batched inserts, to the database."""
+        if self._drops:
+            self._delete_index_rows()
         if self._res_rows:
             self._insert(resource, self._res_rows)
             self.written += len(self._res_rows)
@@ -588,10 +597,30 @@ class SqlTx:
             buckets.setdefault(kind, []).append((*key, *row, group))
 
     def _drop_index(self, res_type: str, res_id: str) -> None:
-        for table in INDEX_TABLES.values():
-            self.conn.execute(
-                delete(table).where(table.c.res_type == res_type, table.c.res_id == res_id)
-            )
+        """Queue the deletion of a resource's index rows (the next flush does it, before it
+        inserts the new ones; a read of the resource meanwhile flushes first)."""
+        self._drops.setdefault(res_type, []).append(res_id)
+        self._pending.add((res_type, res_id))
+
+    def _delete_index_rows(self) -> None:
+        drops, self._drops = self._drops, {}
+        for res_type, ids in drops.items():
+            unique = sorted(set(ids))
+            for table in INDEX_TABLES.values():
+                if self.store.dialect == "postgresql":
+                    # one array parameter: one short statement, whatever the count
+                    matching = table.c.res_id == any_(
+                        bindparam("ids", unique, type_=postgresql.ARRAY(String))
+                    )
+                    self.conn.execute(delete(table).where(table.c.res_type == res_type, matching))
+                    continue
+                for start in range(0, len(unique), 500):
+                    self.conn.execute(
+                        delete(table).where(
+                            table.c.res_type == res_type,
+                            table.c.res_id.in_(unique[start : start + 500]),
+                        )
+                    )
 
     def _write_version(
         self, res_type: str, res_id: str, version: int, body: dict[str, Any] | None, method: str
@@ -975,6 +1004,14 @@ class SqlTx:
         while node.get("Node Type") == "Aggregate" and node.get("Plans"):
             node = node["Plans"][0]
         return int(node.get("Plan Rows", 0))
+
+    def read_many(self, res_type: str, ids: Collection[str]) -> dict[str, Stored]:
+        """The current, not deleted versions of those of ``ids`` that have one, by id (one
+        query per 500 ids; https://hl7.org/fhir/R4/http.html#read)."""
+        wanted = sorted(set(ids))
+        if any((res_type, i) in self._pending for i in wanted):
+            self.flush()
+        return {s.id: s for s in self._fetch(res_type, wanted)}
 
     def _fetch(self, res_type: str, ids: list[str]) -> list[Stored]:
         """Current, not deleted versions of some resources of one type."""

@@ -221,6 +221,7 @@ _STRUCTURE_KEY_COLUMNS: Final = {"FINEG": _FINESS_SITE, "SIRET": _SIRET, "INTRN"
 # --------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 12)  # a person's rows are consecutive
 def rpps_problem(value: str) -> str | None:
     """Why ``value`` is not an RPPS number (11 digits, the last a Luhn key of the first 10).
 

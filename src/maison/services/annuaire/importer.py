@@ -58,6 +58,7 @@ from maison.services.annuaire.finess import organization_from_finess, read_estab
 from maison.services.annuaire.mapping import IDNAT_PP, content_hash, resources_for_person
 from maison.services.annuaire.side_index import SideIndex
 from maison.store.import_ledger import ImportLedger, Key
+from maison.store.interface import Stored
 from maison.store.sql import SqlStore, SqlTx
 
 #: The ledger source of this import.
@@ -753,9 +754,13 @@ class _Writer:
         counts = _Counts()
         retired: list[tuple[str, str, str]] = []
         gone: list[Key] = []
+        live: dict[Key, Stored] = {}
+        for res_type in sorted({t for t, _ in keys}):
+            found = tx.read_many(res_type, [i for t, i in keys if t == res_type])
+            live.update(((res_type, i), stored) for i, stored in found.items())
         for res_type, res_id in keys:
-            current = tx.read(res_type, res_id)
-            if current is None or current.deleted or current.resource is None:
+            current = live.get((res_type, res_id))
+            if current is None or current.resource is None:
                 gone.append((res_type, res_id))  # deleted meanwhile: nothing to make inactive
                 continue
             body = current.resource

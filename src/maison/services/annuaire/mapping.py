@@ -212,7 +212,9 @@ def _canonical(rows: Sequence[Row]) -> list[Row]:
     """The rows in an order that does not depend on the extraction's."""
     if len(rows) < 2:  # most persons have one activity: no sort key to build
         return list(rows)
-    return sorted(rows, key=lambda r: sorted((k, v or "") for k, v in r.items()))
+    # the values in column-name order (the rows of one extraction share their columns)
+    columns = sorted(set().union(*rows))
+    return sorted(rows, key=lambda r: tuple(r.get(c) or "" for c in columns))
 
 
 # --- Practitioner ------------------------------------------------------------------------------
