@@ -531,7 +531,10 @@ CASES = [
     Case(
         "Practitioner?data-registration-authority=CNOM",
         lambda r: any(token("x", "CNOM")({"x": v}) for v in AUTHORITY(r)),
-        "neither the extraction mapping nor the examples carry as-ext-data-trace",
+    ),
+    Case(
+        "PractitionerRole?data-registration-authority=CNOM",
+        lambda r: any(token("x", "CNOM")({"x": v}) for v in AUTHORITY(r)),
     ),
     # PractitionerRole (practitioner-role.md)
     Case(

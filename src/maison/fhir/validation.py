@@ -144,7 +144,7 @@ class Validator:
             expression = str(c.get("expression", ""))
             if c.get("type") != "element" or not re.fullmatch(r"[A-Za-z0-9.\[\]]+", expression):
                 return True
-            if expression in names or (expression == "Element" and "." in path):
+            if expression in names or expression == "Element":
                 return True
         return False
 

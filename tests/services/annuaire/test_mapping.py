@@ -751,6 +751,34 @@ def test_the_validator_does_check_the_profiles(annuaire_validator: Validator) ->
     assert any("gender" in e for e in errors), errors  # as-dp-practitioner: gender 0..0
 
 
+def _authority(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(autorité d'enregistrement code, système d'information) of the data-trace extensions."""
+    out = []
+    for ext in resource.get("extension", []):
+        if ext["url"] == m.DATA_TRACE_URL:
+            parts = {e["url"]: e for e in ext["extension"]}
+            coding = parts["autorite-enregistrement"]["valueCodeableConcept"]["coding"][0]
+            assert coding["system"] == m.nos("TRE_R60-AutoriteEnregistrement")
+            system = parts.get("systeme-information", {}).get("valueCode", "")
+            out.append((coding["code"], system))
+    return out
+
+
+def test_registration_authority_first_level_on_the_person_last_on_the_activity() -> None:
+    """``Autorité d'enregistrement`` (one TRE_R60 code per level) in as-ext-data-trace, what
+    the ``data-registration-authority`` search reads."""
+    rows = [{**r, "Autorité d'enregistrement": "CNOM/CNOM/ARS"} for r in MEDECIN_ROWS]
+    resources = m.resources_for_person(rows)
+    (person,) = _by_type(resources, "Practitioner")
+    assert _authority(person) == [("CNOM", "RPPS")]
+    for role in _by_type(resources, "PractitionerRole"):
+        assert _authority(role) == [("ARS", "RPPS")]
+    nurse = {**INFIRMIER, "Autorité d'enregistrement": "ARS/ARS/ARS"}  # ADELI only: no RPPS SI
+    assert _authority(m.practitioner([nurse])) == [("ARS", "")]
+    blank = [{**r, "Autorité d'enregistrement": ""} for r in MEDECIN_ROWS]
+    assert all("extension" not in r for r in m.resources_for_person(blank))
+
+
 def test_what_the_open_data_cannot_give(annuaire_validator: Validator) -> None:
     """Why two resources declare the generic profile rather than the DP one."""
     dp = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/"

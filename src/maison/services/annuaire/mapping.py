@@ -50,9 +50,13 @@ Decisions (sources, and how sure):
   in the extraction. High confidence (every MSSanté domain is a sub-domain of mssante.fr).
 * a person with rows of two professions gets two ``exercicePro`` qualifications, which the
   profiles cap at 0..1: left visible rather than hidden (one profession per person is the rule).
-* not mapped: ``Autorité d'enregistrement`` (values such as ``CNOM/CNOM/ARS``, one authority
-  per level, which ``as-ext-data-trace`` cannot carry as one TRE_R60 code) and the ``Libellé``
-  columns except as coding ``display``.
+* ``Autorité d'enregistrement`` (``CNOM/CNOM/CNOM``: one TRE_R60 code per level, the same
+  three in every sample seen, the PSC userinfo one included) goes in ``as-ext-data-trace``
+  (``autorite-enregistrement``, what ``data-registration-authority`` searches): the first level
+  on the Practitioner, the last on the PractitionerRole of the activity; ``systeme-information``
+  ``RPPS`` for persons with an RPPS number. Medium confidence on which level is which: the
+  published layout does not name them.
+* not mapped: the ``Libellé`` columns except as coding ``display``.
 
 https://interop.esante.gouv.fr/ig/fhir/annuaire/
 """
@@ -108,6 +112,7 @@ TELECOPIE = "Télécopie (coord. structure)"
 EMAIL = "Adresse e-mail (coord. structure)"
 CODE_DEPARTEMENT = "Code département (coord. structure)"
 ANCIEN_ID_STRUCTURE = "Ancien identifiant de la structure"
+AUTORITE = "Autorité d'enregistrement"
 SECTEUR, SECTEUR_LABEL = "Code secteur d'activité", "Libellé secteur d'activité"
 SECTION_PHARMA, SECTION_PHARMA_LABEL = (
     "Code section tableau pharmaciens",
@@ -132,6 +137,7 @@ INSEE_CODE_URL = f"{FR_CORE}fr-core-address-insee-code"
 EMAIL_TYPE_URL = f"{FR_CORE}fr-core-contact-point-email-type"
 ORGANIZATION_TYPES_URL = f"{IG}as-ext-organization-types"
 ADXP = "http://hl7.org/fhir/StructureDefinition/iso21090-ADXP-"
+DATA_TRACE_URL = f"{IG}as-ext-data-trace"
 
 ID_TYPES = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
 ORGANIZATION_TYPE_CS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-3307"
@@ -217,6 +223,27 @@ def _canonical(rows: Sequence[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: tuple(r.get(c) or "" for c in columns))
 
 
+def data_trace(row: Row, level: int, rpps: bool) -> dict[str, Any] | None:
+    """The ``as-ext-data-trace`` extension from one level (0 first, -1 last) of the row's
+    ``Autorité d'enregistrement`` (TRE_R60), None when that level is empty.
+
+    https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition-as-ext-data-trace.html
+    """
+    levels = [part.strip() for part in _cell(row, AUTORITE).split("/")]
+    code = levels[level] if levels else ""
+    if not code:
+        return None
+    parts: list[dict[str, Any]] = [
+        {
+            "url": "autorite-enregistrement",
+            "valueCodeableConcept": {"coding": [_coding("TRE_R60-AutoriteEnregistrement", code)]},
+        }
+    ]
+    if rpps:
+        parts.append({"url": "systeme-information", "valueCode": "RPPS"})
+    return {"url": DATA_TRACE_URL, "extension": parts}
+
+
 # --- Practitioner ------------------------------------------------------------------------------
 def idnps(row: Row) -> str:
     """The national PS identifier of a row: the published cell, else ``8`` + RPPS / ``0`` + ADELI.
@@ -287,6 +314,9 @@ def practitioner(rows: Sequence[Row]) -> Resource:
         "identifier": identifiers,
         "active": True,
     }
+    trace = data_trace(first, 0, has_rpps)
+    if trace is not None:
+        resource["extension"] = [trace]
     named = next((r for r in ordered if _cell(r, NOM) or _cell(r, PRENOM)), None)
     if named is not None:
         name: dict[str, Any] = {"use": "usual"}
@@ -563,6 +593,9 @@ def practitioner_role(row: Row, practitioner_id: str, organization_id: str | Non
         "active": True,
         "practitioner": {"reference": f"Practitioner/{practitioner_id}"},
     }
+    trace = data_trace(row, -1, _cell(row, TYPE_ID_PP) == "8")
+    if trace is not None:
+        resource["extension"] = [trace]
     if organization_id is not None:
         resource["organization"] = {"reference": f"Organization/{organization_id}"}
     codes = [
