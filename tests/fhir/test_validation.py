@@ -290,3 +290,65 @@ def test_fr_core_slice_pattern(fr_validator: Validator) -> None:
     issue = only_error(fr_validator, example, profiles=[FR_INS])
     assert issue.expression == ("Patient.identifier[0].system",)
     assert "must match the pattern 'urn:oid:1.2.250.1.213.1.4.8'" in issue.diagnostics
+
+
+def test_binding_strengths(validator: Validator) -> None:
+    """Outside a preferred value set: a warning; a required or extensible binding the server
+    cannot expand (MIME types; marital status, whose code system is not in the base package):
+    a warning naming the value set, never a silent pass."""
+    pat = copy.deepcopy(PATIENT)
+    pat["maritalStatus"] = {"coding": [{"system": "http://example.org/etat", "code": "x"}]}
+    pat["photo"] = [{"contentType": "image/png", "data": "iVBORw0KGgo="}]
+    pat["communication"] = [
+        {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "xx-YY"}]}}
+    ]
+    issues = validator.validate(pat)
+    assert errors(issues) == []
+    warnings = {i.diagnostics for i in issues if i.severity == "warning"}
+    assert warnings == {
+        "Patient.communication[0].language: urn:ietf:bcp:47#xx-YY is not in the preferred "
+        "value set http://hl7.org/fhir/ValueSet/languages",
+        "Patient.maritalStatus: the extensible value set "
+        "http://hl7.org/fhir/ValueSet/marital-status is not loaded here, so the code was not "
+        "checked against it",
+        "Patient.photo[0].contentType: the required value set "
+        "http://hl7.org/fhir/ValueSet/mimetypes is not loaded here, so the code was not "
+        "checked against it",
+    }
+
+
+class _Known:
+    """A terminology that holds one value set with one code."""
+
+    def contains(self, value_set: str, system: str | None, code: str) -> bool | None:
+        if value_set.startswith("http://hl7.org/fhir/ValueSet/administrative-gender"):
+            return code == "female" and system in (
+                None,
+                "http://hl7.org/fhir/administrative-gender",
+            )
+        if value_set.startswith("http://hl7.org/fhir/ValueSet/marital-status"):
+            return code == "M"
+        return None
+
+
+def test_the_validator_asks_the_terminology_it_is_given(defs: Definitions) -> None:
+    checked = Validator(defs, terminology=_Known())
+    pat = copy.deepcopy(PATIENT)
+    pat["gender"] = "female"
+    assert errors(checked.validate(pat)) == []
+    pat["gender"] = "male"
+    assert [i.diagnostics for i in errors(checked.validate(pat))] == [
+        "Patient.gender: 'male' is not in the required value set "
+        "http://hl7.org/fhir/ValueSet/administrative-gender"
+    ]
+    pat["gender"] = "female"
+    marital = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
+    pat["maritalStatus"] = {"coding": [{"system": marital, "code": "Z"}]}
+    issues = checked.validate(pat)
+    assert errors(issues) == []
+    assert (
+        f"Patient.maritalStatus: {marital}#Z is not in the extensible value set "
+        "http://hl7.org/fhir/ValueSet/marital-status"
+    ) in {i.diagnostics for i in issues if i.severity == "warning"}
+    pat["maritalStatus"] = {"coding": [{"system": marital, "code": "M"}]}
+    assert not any("maritalStatus" in (i.diagnostics or "") for i in checked.validate(pat))

@@ -19,7 +19,7 @@ from maison.fhir.validation_invariants import (
 from maison.fhir.validation_model import MISSING, RESOURCE_TYPES, CompiledDefinition, ElementRule
 from maison.fhir.validation_primitives import PrimitiveChecker, is_primitive
 from maison.fhir.validation_slicing import matches_pattern, prepare, slice_of
-from maison.fhir.validation_terminology import ValueSetExpander
+from maison.fhir.validation_terminology import BindingTerminology, ValueSetExpander
 
 _RELATIVE_REF = re.compile(
     r"(?P<type>[A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
@@ -51,12 +51,18 @@ class Validator:
     https://hl7.org/fhir/R4/validation.html
     """
 
-    def __init__(self, defs: Definitions, invariants: bool = True) -> None:
+    def __init__(
+        self,
+        defs: Definitions,
+        invariants: bool = True,
+        terminology: BindingTerminology | None = None,
+    ) -> None:
+        """``terminology`` answers binding checks (default: the value sets of ``defs``)."""
         self.defs = defs
         self.check_invariants = invariants
         self.primitives = PrimitiveChecker(defs)
         self.invariant_compiler = InvariantCompiler()
-        self.terminology = ValueSetExpander(defs)
+        self.terminology: BindingTerminology = terminology or ValueSetExpander(defs)
         self._compiled: dict[str, CompiledDefinition | None] = {}
         self._by_type: dict[str, CompiledDefinition | None] = {}
         element = self.type_definition("Element")
@@ -453,7 +459,7 @@ class _Walk:
                 _error(self.out, "value", f"{loc}: {problem}", loc)
                 return
             if rule.binding is not None and code == "code":
-                self.code_binding(item, rule.binding, loc)
+                self.code_binding(item, rule, loc)
             if rule.invariants:
                 self.invariants(rule.invariants, item, code, loc)
         elif code in RESOURCE_TYPES:
@@ -479,7 +485,7 @@ class _Walk:
             elif code == "Extension":
                 self.extension(item, rule, loc)
             elif rule.binding is not None and code in ("Coding", "CodeableConcept"):
-                self.coding_binding(item, rule.binding, code, loc)
+                self.coding_binding(item, rule, code, loc)
             for url in rule.type_profiles.get(code, ()) if code != "Extension" else ():
                 profile = self.v.definition(url)
                 if profile is not None:
@@ -640,44 +646,51 @@ class _Walk:
             self.obj(item, definition.root, loc, False)
             self.invariants(definition.root.invariants, item, "Extension", loc)
 
-    def code_binding(self, value: str, vs: str, loc: str) -> None:
-        codes = self.v.terminology.codes(vs)
-        if codes is not None and value not in codes:
-            _error(
-                self.out,
-                "code-invalid",
-                f"{loc}: {value!r} is not in the required value set {vs.split('|', 1)[0]}",
-                loc,
-            )
+    def code_binding(self, value: str, rule: ElementRule, loc: str) -> None:
+        self.binding_verdict([(None, value)], rule, loc)
 
-    def coding_binding(self, item: dict[str, Any], vs: str, code: str, loc: str) -> None:
-        expansion = self.v.terminology.expand(vs)
-        if expansion is None:
-            return
+    def coding_binding(self, item: dict[str, Any], rule: ElementRule, code: str, loc: str) -> None:
         codings = item.get("coding") if code == "CodeableConcept" else [item]
         if not isinstance(codings, list):
             return
         pairs = [
-            (c.get("system"), c.get("code")) for c in codings if isinstance(c, dict) and "code" in c
+            (c.get("system"), str(c["code"]))
+            for c in codings
+            if isinstance(c, dict) and "code" in c
         ]
-        if not pairs:
-            return
         if code == "Coding":
-            system = pairs[0][0]
-            if system is None:
-                ok = any(c == pairs[0][1] for _, c in expansion)
-            else:
-                ok = pairs[0] in expansion
+            pairs = pairs[:1]
+        if pairs:
+            self.binding_verdict(pairs, rule, loc)
+
+    def binding_verdict(
+        self, pairs: list[tuple[str | None, str]], rule: ElementRule, loc: str
+    ) -> None:
+        """Whether one of the codes is in the bound value set: outside a required one is an
+        error, outside an extensible or preferred one a warning; a required or extensible
+        binding to a value set the server cannot expand is a warning naming it, never a
+        silent pass (https://hl7.org/fhir/R4/terminologies.html#strength)."""
+        assert rule.binding is not None
+        vs = rule.binding.split("|", 1)[0]
+        verdicts = [self.v.terminology.contains(rule.binding, s, c) for s, c in pairs]
+        if any(v is True for v in verdicts):
+            return
+        strength = rule.strength or "required"
+        if all(v is None for v in verdicts):
+            if strength in ("required", "extensible"):
+                self.out.append(
+                    Issue(
+                        "warning",
+                        "not-supported",
+                        f"{loc}: the {strength} value set {vs} is not loaded here, so "
+                        "the code was not checked against it",
+                        (loc,),
+                    )
+                )
+            return
+        shown = ", ".join(f"{s}#{c}" if s else repr(c) for s, c in pairs)
+        message = f"{loc}: {shown} is not in the {strength} value set {vs}"
+        if strength == "required":
+            _error(self.out, "code-invalid", message, loc)
         else:
-            ok = any(
-                p in expansion or (p[0] is None and any(c == p[1] for _, c in expansion))
-                for p in pairs
-            )
-        if not ok:
-            shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c in pairs)
-            _error(
-                self.out,
-                "code-invalid",
-                f"{loc}: {shown} is not in the required value set {vs.split('|', 1)[0]}",
-                loc,
-            )
+            self.out.append(Issue("warning", "code-invalid", message, (loc,)))

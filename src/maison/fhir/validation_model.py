@@ -59,7 +59,8 @@ class ElementRule:
     content_ref: str | None = None
     fixed: Any = MISSING
     pattern: Any = MISSING
-    binding: str | None = None  # required ValueSet canonical
+    binding: str | None = None  # ValueSet canonical of a required/extensible/preferred binding
+    strength: str | None = None  # that binding's strength
     invariants: tuple[Invariant, ...] = ()
     constraint_defs: tuple[dict[str, Any], ...] = ()
     slicing: Slicing | None = None
@@ -120,7 +121,8 @@ def _rule(el: dict[str, Any], defs: Definitions) -> ElementRule:
                     targets = None
     base_max = el.get("base", {}).get("max", el.get("max"))
     binding = el.get("binding", {})
-    required_vs = binding.get("valueSet") if binding.get("strength") == "required" else None
+    checked = binding.get("strength") in ("required", "extensible", "preferred")
+    bound_vs = binding.get("valueSet") if checked else None
     content_ref = el.get("contentReference")
     return ElementRule(
         id=el.get("id", path),
@@ -136,7 +138,8 @@ def _rule(el: dict[str, Any], defs: Definitions) -> ElementRule:
         content_ref=content_ref.split("#", 1)[1] if content_ref else None,
         fixed=_typed_value(el, "fixed"),
         pattern=_typed_value(el, "pattern"),
-        binding=required_vs,
+        binding=bound_vs,
+        strength=binding.get("strength") if bound_vs else None,
         constraint_defs=tuple(el.get("constraint", ())),
         slice_name=el.get("sliceName"),
     )

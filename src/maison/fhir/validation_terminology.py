@@ -6,11 +6,23 @@ https://hl7.org/fhir/R4/valueset.html#compositions
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from maison.fhir.definitions import Definitions
 
 Codes = frozenset[tuple[str, str]]  # (system, code)
+
+
+class BindingTerminology(Protocol):
+    """What the validator asks of a terminology to check a binding.
+
+    https://hl7.org/fhir/R4/terminologies.html#binding
+    """
+
+    def contains(self, value_set: str, system: str | None, code: str) -> bool | None:
+        """Whether the value set holds the code (any system when ``system`` is None); None
+        when the value set cannot be expanded here."""
+        ...
 
 
 def _concepts(concepts: Iterable[dict[str, Any]], system: str, out: set[tuple[str, str]]) -> None:
@@ -41,6 +53,14 @@ class ValueSetExpander:
         result = self._expand(url)
         self._cache[url] = result
         return result
+
+    def contains(self, value_set: str, system: str | None, code: str) -> bool | None:
+        """Whether the value set holds the code (https://hl7.org/fhir/R4/valueset-operation-validate-code.html)."""
+        if system is None:
+            codes = self.codes(value_set)
+            return None if codes is None else code in codes
+        expansion = self.expand(value_set)
+        return None if expansion is None else (system, code) in expansion
 
     def codes(self, url: str) -> frozenset[str] | None:
         """The bare codes of an expandable value set."""
