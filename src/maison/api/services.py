@@ -16,6 +16,7 @@ from maison.api.interactions import UniqueClaim, UniqueClaims, WriteCheck, Write
 from maison.api.merge_operations import register_merge
 from maison.api.operations import Registry
 from maison.api.settings import Settings
+from maison.api.terminology_operations import register_terminology
 from maison.fhir.definitions import Definitions, default_definitions
 from maison.fhir.errors import Issue
 from maison.fhir.indexing import Indexer
@@ -33,6 +34,10 @@ from maison.store.crypto import Keyring
 from maison.store.identity_base import IdentityBase
 from maison.store.interface import StoreTx
 from maison.store.sql import SqlStore, StoreSettings
+from maison.terminology.binding import ServiceBindings
+from maison.terminology.service import expansion_cache, terminology_source
+from maison.terminology.source import TerminologySource
+from maison.terminology.sql_source import SqlTerminology
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[StoreTx], Any], bool], Any]
@@ -54,6 +59,19 @@ class Services:
     refresh_seconds: float = 1.0
     operations: Registry = field(default_factory=Registry)
     identity_base: IdentityBase | None = None
+    #: the terminologies loaded with `maison terminology load` (NOS, LOINC, SNOMED CT)
+    terminologies: SqlTerminology | None = None
+
+    def terminology(self, defs: Definitions) -> TerminologySource:
+        """The loaded terminologies, then the definitions' code systems, value sets and maps
+        (https://hl7.org/fhir/R4/terminology-service.html)."""
+        extra = [self.terminologies] if self.terminologies is not None else []
+        return terminology_source(defs, extra)
+
+    def validator_for(self, defs: Definitions) -> Validator:
+        """A validator whose binding checks ask the terminology service."""
+        bindings = ServiceBindings(self.terminology(defs), expansion_cache())
+        return Validator(defs, terminology=bindings)
 
     def refresh_due(self) -> bool:
         """Whether the installed definitions should be looked at again (cheap, no I/O)."""
@@ -69,7 +87,7 @@ class Services:
         base = self.base_defs or self.defs
         defs = base.extended(self.store.conformance_resources())
         self.store.indexer = Indexer(defs).extract
-        self.validator = Validator(defs)
+        self.validator = self.validator_for(defs)
         self.defs = defs
         self.base_defs = base
         self.conformance_rev = rev
@@ -224,7 +242,10 @@ def build_services(settings: Settings) -> Services:
     services = Services(
         settings, defs, store, Validator(defs), authenticator, issuer, base_defs=defs
     )
+    services.terminologies = SqlTerminology(store)
+    services.validator = services.validator_for(defs)
     services.identity_base = IdentityBase(store)
     register_ins(services.operations, services.identity_base, lambda: store.clock().date())
     register_merge(services.operations)
+    register_terminology(services.operations, defs, services.terminology)
     return services

@@ -20,6 +20,7 @@ from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.annuaire import annuaire_app
 from maison.cli.ins import ins_app
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.terminology import terminology_app
 from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
 
@@ -30,6 +31,7 @@ ig_app = typer.Typer(help="Implementation guides: profiles, value sets, search p
 app.add_typer(ig_app, name="ig")
 app.add_typer(ins_app, name="ins")
 app.add_typer(annuaire_app, name="annuaire")
+app.add_typer(terminology_app, name="terminology")
 console = Console(stderr=True)
 
 

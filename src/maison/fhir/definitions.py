@@ -17,7 +17,9 @@ import orjson
 
 PACKAGES_FILE = Path(__file__).resolve().parent.parent / "data" / "packages.json"
 # Resource types that change what the server knows (installed with an implementation guide).
-CONFORMANCE_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter"})
+CONFORMANCE_TYPES = frozenset(
+    {"StructureDefinition", "ValueSet", "CodeSystem", "ConceptMap", "SearchParameter"}
+)
 BASE_PACKAGE = "r4-core"
 
 
@@ -124,6 +126,7 @@ class Definitions:
     resource_types: set[str] = field(default_factory=set)
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     code_systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    concept_maps: dict[str, dict[str, Any]] = field(default_factory=dict)
     search_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # by url
     _params: dict[str, dict[str, SearchParam]] = field(default_factory=dict)
     compartments: dict[str, dict[str, list[str]]] = field(default_factory=dict)
@@ -157,6 +160,8 @@ class Definitions:
             self.value_sets[url] = resource
         elif rt == "CodeSystem":
             self.code_systems[url] = resource
+        elif rt == "ConceptMap":
+            self.concept_maps[url] = resource
         elif rt == "CompartmentDefinition":
             code = resource.get("code", "")
             self.compartments[code] = {
@@ -196,6 +201,7 @@ class Definitions:
             resource_types=set(self.resource_types),
             value_sets=dict(self.value_sets),
             code_systems=dict(self.code_systems),
+            concept_maps=dict(self.concept_maps),
             search_parameters=dict(self.search_parameters),
             _params={base: dict(params) for base, params in self._params.items()},
             compartments=dict(self.compartments),

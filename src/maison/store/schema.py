@@ -212,3 +212,86 @@ import_ledger = Table(
     Column("retired", Boolean, nullable=False, server_default=false()),
     Index("ix_import_ledger_source_run", "source", "run"),
 )
+
+# -- Terminology content (https://hl7.org/fhir/R4/terminology-service.html) -----------------
+# Code systems the loaders fill (NOS, LOINC, SNOMED CT RF2), several versions of one URL side by
+# side, with their concepts, designations and is-a edges; and the ValueSet/ConceptMap bodies
+# they bring. Not patient data: stored in clear. Codes compare byte-wise on both databases
+# (COLLATE "C" on PostgreSQL, SQLite's default BINARY), so code order is the same everywhere.
+_code = Text().with_variant(Text(collation="C"), "postgresql")
+
+term_system = Table(
+    "term_system",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),  # canonical URL (aliases resolved)
+    Column("version", Text, nullable=False),  # '' when the source gives none
+    Column("name", Text, nullable=True),
+    Column("title", Text, nullable=True),
+    Column("kind", String(16), nullable=False),  # fhir | nos | svs | loinc | snomed
+    Column("content", String(16), nullable=False),  # CodeSystem.content of what is held
+    Column("oid", Text, nullable=True),  # bare OID (no urn:oid:), when known
+    Column("hierarchical", Boolean, nullable=False, server_default=false()),
+    Column("concept_count", Integer, nullable=False, server_default="0"),
+    Column("content_hash", String(64), nullable=False),  # of what was loaded: skips reloads
+    Column("loaded_at", String(32), nullable=False),
+    Column("header", Text, nullable=True),  # JSON: the CodeSystem without its concepts
+    Index("ux_term_system_url_version", "url", "version", unique=True),
+    Index("ix_term_system_oid", "oid"),
+)
+
+term_concept = Table(
+    "term_concept",
+    metadata,
+    Column("system_id", Integer, primary_key=True, autoincrement=False),
+    Column("code", _code, primary_key=True),
+    Column("display", Text, nullable=True),
+    # ' ' + the folded words of the display and designations, each once: a word-prefix filter
+    # is LIKE '% word%' (https://hl7.org/fhir/R4/valueset-operation-expand.html, filter)
+    Column("text_folded", Text, nullable=True),
+    Column("inactive", Boolean, nullable=False, server_default=false()),
+    Column("properties", Text, nullable=True),  # JSON [[code, value], …]
+)
+
+term_designation = Table(
+    "term_designation",
+    metadata,
+    Column("system_id", Integer, nullable=False),
+    Column("code", _code, nullable=False),
+    Column("language", String(16), nullable=True),
+    Column("use_system", Text, nullable=True),
+    Column("use_code", Text, nullable=True),
+    Column("value", Text, nullable=False),
+    # preferred in its language (SNOMED CT language reference set): picks the display
+    Column("preferred", Boolean, nullable=False, server_default=false()),
+    Index("ix_term_designation_code", "system_id", "code"),
+)
+
+# Direct is-a edges: child is-a parent.
+term_parent = Table(
+    "term_parent",
+    metadata,
+    Column("system_id", Integer, primary_key=True, autoincrement=False),
+    Column("child", _code, primary_key=True),
+    Column("parent", _code, primary_key=True),
+    Index("ix_term_parent_parent", "system_id", "parent", "child"),
+)
+
+# ValueSet and ConceptMap bodies (JSON), by canonical URL and version.
+term_resource = Table(
+    "term_resource",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("res_type", String(32), nullable=False),  # ValueSet | ConceptMap
+    Column("url", Text, nullable=False),
+    Column("version", Text, nullable=False),  # '' when the source gives none
+    Column("name", Text, nullable=True),
+    Column("title", Text, nullable=True),
+    Column("oid", Text, nullable=True),  # bare OID (identifier urn:oid:…), when known
+    Column("kind", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("loaded_at", String(32), nullable=False),
+    Index("ux_term_resource_url_version", "res_type", "url", "version", unique=True),
+    Index("ix_term_resource_oid", "res_type", "oid"),
+)
