@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -127,3 +128,69 @@ def test_loaded_value_sets_answer_the_operations_and_the_bindings(server: Server
         f"DocumentReference.type: http://loinc.org#00000-0 is not in the preferred value set {J07}"
     ]
     assert _type_warnings(server, "11488-4") == []
+
+
+ANATOMIE = "http://example.org/fhir/CodeSystem/anatomie"
+
+
+def test_token_searches_expand_loaded_value_sets_and_hierarchies(
+    server: Server, tmp_path: Path
+) -> None:
+    """``:in`` a loaded JDV finds a LOINC code under either URL; ``:below``/``:above`` follow
+    a loaded code system's hierarchy; ``:not-in`` is the complement."""
+    system = {
+        "resourceType": "CodeSystem",
+        "url": ANATOMIE,
+        "version": "1",
+        "status": "active",
+        "content": "complete",
+        "hierarchyMeaning": "is-a",
+        "concept": [
+            {
+                "code": "tronc",
+                "display": "Tronc",
+                "concept": [{"code": "thorax", "display": "Thorax"}],
+            },
+            {"code": "tete", "display": "Tête"},
+        ],
+    }
+    path = tmp_path / "anatomie.json"
+    path.write_bytes(orjson.dumps(system))
+    _maison(server, "terminology", "load", str(path), str(NOS_CSV / "JDV_J66-TypeCode-DMP.csv"))
+    time.sleep(1.5)
+    made: dict[str, str] = {}
+    with server.client() as c:
+        for name, sys_url, code in (
+            ("loinc", "http://loinc.org", "11488-4"),
+            ("nos", TRE_A04, "11488-4"),
+            ("other", "http://loinc.org", "00000-0"),
+            ("thorax", ANATOMIE, "thorax"),
+            ("tete", ANATOMIE, "tete"),
+        ):
+            obs = {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": sys_url, "code": code}]},
+            }
+            r = c.post("/Observation", json=obs)
+            assert r.status_code == 201, r.text[:300]
+            made[r.json()["id"]] = name
+
+        def found(params: dict[str, str]) -> set[str]:
+            r = c.get("/Observation", params={**params, "_count": "100"})
+            assert r.status_code == 200, r.text[:300]
+            return {
+                made[e["resource"]["id"]]
+                for e in r.json().get("entry", [])
+                if e["resource"]["id"] in made
+            }
+
+        assert found({"code:in": J66}) == {"loinc", "nos"}
+        assert "other" in found({"code:not-in": J66}) and not {"loinc", "nos"} & found(
+            {"code:not-in": J66}
+        )
+        assert found({"code:below": f"{ANATOMIE}|tronc"}) == {"thorax"}
+        assert found({"code:above": f"{ANATOMIE}|thorax"}) == {"thorax"}
+        assert found({"code:below": f"{ANATOMIE}|tete"}) == {"tete"}
+        r = c.get("/Observation", params={"code:below": "http://example.org/none|x"})
+        assert r.status_code == 400 and "hierarchy" in r.text

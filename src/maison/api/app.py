@@ -58,6 +58,7 @@ def load_bundles(
             rules=services.write_rules(None),
             unique=services.unique_claims(),
             checks=services.write_checks(),
+            terms=services.search_terms(),
         )
         if bundle.get("type") == "transaction":
             out = bundles.transaction(

@@ -122,7 +122,7 @@ def _run_entry(
 
 
 def _search_one(ctx: ix.Context, tx: StoreTx, rtype: str, query: str, what: str) -> str | None:
-    q = parse_search(ctx.defs, rtype, parse_qsl(query, keep_blank_values=True))
+    q = parse_search(ctx.defs, rtype, parse_qsl(query, keep_blank_values=True), terms=ctx.terms)
     q.count, q.total = 2, "none"
     found = tx.search(q).entries
     if len(found) > 1:

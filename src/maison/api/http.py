@@ -128,6 +128,7 @@ class FhirEndpoint:
             rules=self.s.write_rules(principal),
             unique=self.s.unique_claims(),
             checks=self.s.write_checks(),
+            terms=self.s.search_terms(),
         )
 
     async def handle(self, request: Request) -> Response:

@@ -17,6 +17,7 @@ from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_ou
 from maison.fhir.patch import apply_patch
 from maison.fhir.search import (
     SearchQuery,
+    SearchTerminology,
     compartment_criterion,
     encode_cursor,
     parse_search,
@@ -64,6 +65,8 @@ class Context:
     rules: dict[str, WriteRule] = field(default_factory=dict)
     unique: dict[str, UniqueClaims] = field(default_factory=dict)
     checks: dict[str, WriteCheck] = field(default_factory=dict)
+    #: expands token :in/:not-in/:below/:above (None: the definitions' value sets only)
+    terms: SearchTerminology | None = None
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _matches(ctx: Context, tx: StoreTx, res_type: str, query: str, what: str) ->
     params = parse_qsl(query, keep_blank_values=True)
     if not params:
         raise invalid(f"{what} needs search criteria")
-    q = parse_search(ctx.defs, res_type, params, lenient=False)
+    q = parse_search(ctx.defs, res_type, params, lenient=False, terms=ctx.terms)
     q.count, q.total = 2, "none"
     return tx.search(q).entries
 
@@ -359,10 +362,14 @@ def search(
     https://hl7.org/fhir/R4/http.html#search."""
     if res_type:
         check_type(ctx, res_type)
-        query = parse_search(ctx.defs, res_type, params, lenient=lenient or ctx.lenient)
+        query = parse_search(
+            ctx.defs, res_type, params, lenient=lenient or ctx.lenient, terms=ctx.terms
+        )
         base = f"{ctx.base_url}/{res_type}"
     else:
-        query = parse_system_search(ctx.defs, params, lenient=lenient or ctx.lenient)
+        query = parse_system_search(
+            ctx.defs, params, lenient=lenient or ctx.lenient, terms=ctx.terms
+        )
         base = ctx.base_url
     if compartment is not None:
         check_type(ctx, compartment[0])

@@ -35,6 +35,7 @@ from maison.store.identity_base import IdentityBase
 from maison.store.interface import StoreTx
 from maison.store.sql import SqlStore, StoreSettings
 from maison.terminology.binding import ServiceBindings
+from maison.terminology.search_codes import SearchCodes
 from maison.terminology.service import expansion_cache, terminology_source
 from maison.terminology.source import TerminologySource
 from maison.terminology.sql_source import SqlTerminology
@@ -67,6 +68,11 @@ class Services:
         (https://hl7.org/fhir/R4/terminology-service.html)."""
         extra = [self.terminologies] if self.terminologies is not None else []
         return terminology_source(defs, extra)
+
+    def search_terms(self) -> SearchCodes:
+        """What token searches expand value sets and hierarchies with
+        (https://hl7.org/fhir/R4/search.html#token)."""
+        return SearchCodes(self.terminology(self.defs), expansion_cache())
 
     def validator_for(self, defs: Definitions) -> Validator:
         """A validator whose binding checks ask the terminology service."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -300,7 +301,7 @@ def _int_param(name: str, raw: str, minimum: int) -> int:
 MAX_CHAIN = 4
 _MODIFIERS: dict[str, set[str | None]] = {
     "string": {None, "exact", "contains"},
-    "token": {None, "not", "text", "of-type", "in", "not-in"},
+    "token": {None, "not", "text", "of-type", "in", "not-in", "below", "above"},
     "reference": {None, "identifier"},
     "uri": {None, "below", "above"},
     "date": {None},
@@ -384,9 +385,30 @@ MAX_VALUE_SET_CODES = 5000
 _EXPANDERS: dict[int, tuple[Definitions, ValueSetExpander]] = {}
 
 
-def _value_set_codes(defs: Definitions, name: str, raw: str) -> tuple[TokenValue, ...]:
-    """The codes of the value sets named by ``:in`` / ``:not-in``, expanded from the value sets
-    and code systems this server holds (https://hl7.org/fhir/R4/search.html#modifiers)."""
+class SearchTerminology(Protocol):
+    """What token searches ask of a terminology service: the codes of a value set
+    (``:in``/``:not-in``) and of a hierarchy (``:below``/``:above``), each (system, code) pair
+    under every URL its system is known by.
+
+    https://hl7.org/fhir/R4/search.html#token
+    """
+
+    def value_set_codes(self, url: str) -> frozenset[tuple[str, str]] | None:
+        """The value set's codes; None when the value set is unknown."""
+        ...
+
+    def subsumed(self, system: str, code: str, below: bool) -> frozenset[tuple[str, str]] | None:
+        """The code and every code below it (``below``) or above it; None when the code
+        system is not held with a hierarchy."""
+        ...
+
+
+def _value_set_codes(
+    defs: Definitions, name: str, raw: str, terms: SearchTerminology | None = None
+) -> tuple[TokenValue, ...]:
+    """The codes of the value sets named by ``:in`` / ``:not-in``, expanded by the terminology
+    service, or else from the value sets and code systems of the definitions
+    (https://hl7.org/fhir/R4/search.html#modifiers)."""
     held = _EXPANDERS.get(id(defs))
     if held is None or held[0] is not defs:
         if len(_EXPANDERS) > 8:
@@ -396,7 +418,7 @@ def _value_set_codes(defs: Definitions, name: str, raw: str) -> tuple[TokenValue
     for url in _split_values(raw):
         if not url:
             raise FhirError(Category.INVALID, f"{name}: empty value set URL")
-        expansion = held[1].expand(url)
+        expansion = terms.value_set_codes(url) if terms is not None else held[1].expand(url)
         if expansion is None:
             raise FhirError(
                 Category.INVALID,
@@ -413,14 +435,51 @@ def _value_set_codes(defs: Definitions, name: str, raw: str) -> tuple[TokenValue
     return tuple(TokenValue(system, code, False) for system, code in sorted(codes))
 
 
-def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
+def _subsumed_codes(
+    name: str, raw: str, below: bool, terms: SearchTerminology | None
+) -> tuple[TokenValue, ...]:
+    """``:below`` / ``:above`` on a token: the code and the codes under (or over) it in its
+    code system's hierarchy, from the terminology service
+    (https://hl7.org/fhir/R4/search.html#token)."""
+    codes: set[tuple[str, str]] = set()
+    for value in _split_values(raw):
+        system, bar, code = value.partition("|")
+        if not bar or not system or not code:
+            raise FhirError(
+                Category.INVALID, f"{name} takes system|code (the hierarchy of one code system)"
+            )
+        found = terms.subsumed(system, code, below) if terms is not None else None
+        if found is None:
+            raise FhirError(
+                Category.INVALID,
+                f"{name}: the code system {system[:200]} is not loaded with a hierarchy on "
+                "this server (maison terminology load)",
+            )
+        codes |= found
+    if len(codes) > MAX_VALUE_SET_CODES:
+        raise FhirError(
+            Category.INVALID,
+            f"{name}: {len(codes)} codes {'below' if below else 'above'} it; such searches "
+            f"take at most {MAX_VALUE_SET_CODES}: search from a narrower code",
+        )
+    return tuple(TokenValue(system, code, False) for system, code in sorted(codes))
+
+
+def _criterion(
+    defs: Definitions,
+    rtype: str,
+    name: str,
+    raw: str,
+    depth: int,
+    terms: SearchTerminology | None = None,
+) -> Criterion:
     """One ``name=raw`` pair (possibly chained or reverse-chained) as a Criterion."""
     from maison.fhir.indexing import fold
 
     if depth > MAX_CHAIN:
         raise FhirError(Category.INVALID, f"'{name}': chains are limited to {MAX_CHAIN} levels")
     if name.startswith("_has:"):
-        return _has(defs, rtype, name, raw, depth)
+        return _has(defs, rtype, name, raw, depth, terms)
     known = defs.search_params(rtype)
     head, dot, tail = name.partition(".")
     code, _, modifier = head.partition(":")
@@ -435,7 +494,7 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
             + ("" if param.expression else " (it has no FHIRPath expression to index)")
         )
     if dot:
-        return _chain(defs, param, modifier or None, tail, raw, depth)
+        return _chain(defs, param, modifier or None, tail, raw, depth, terms)
     mod = modifier or None
     type_modifier = None
     if mod == "missing":
@@ -454,7 +513,10 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
             f"Modifier ':{mod}' is not supported on search parameter '{code}' ({param.type})",
         )
     if mod in ("in", "not-in"):
-        return Criterion(code, param.type, mod, _value_set_codes(defs, name, raw), param)
+        return Criterion(code, param.type, mod, _value_set_codes(defs, name, raw, terms), param)
+    if param.type == "token" and mod in ("below", "above"):
+        codes = _subsumed_codes(name, raw, mod == "below", terms)
+        return Criterion(code, param.type, "in", codes, param)
     values: list[Value] = []
     for v in _split_values(raw) if param.type != "composite" else _split_composite_or(raw):
         if param.type == "composite":
@@ -485,7 +547,13 @@ def _criterion(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -
 
 
 def _chain(
-    defs: Definitions, param: SearchParam, modifier: str | None, tail: str, raw: str, depth: int
+    defs: Definitions,
+    param: SearchParam,
+    modifier: str | None,
+    tail: str,
+    raw: str,
+    depth: int,
+    terms: SearchTerminology | None = None,
 ) -> Criterion:
     """``subject:Patient.name=x``: https://hl7.org/fhir/R4/search.html#chaining."""
     if param.type != "reference":
@@ -506,11 +574,18 @@ def _chain(
             f"No resource type that '{param.code}' can refer to has a search parameter "
             f"'{next_code}'",
         )
-    inner = tuple((t, _criterion(defs, t, tail, raw, depth + 1)) for t in types)
+    inner = tuple((t, _criterion(defs, t, tail, raw, depth + 1, terms)) for t in types)
     return Criterion(param.code, "reference", None, (), param, chain=inner)
 
 
-def _has(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Criterion:
+def _has(
+    defs: Definitions,
+    rtype: str,
+    name: str,
+    raw: str,
+    depth: int,
+    terms: SearchTerminology | None = None,
+) -> Criterion:
     """``_has:Observation:patient:code=x``: https://hl7.org/fhir/R4/search.html#has."""
     parts = name.split(":", 3)
     if len(parts) < 4 or not all(parts[1:]):
@@ -527,7 +602,7 @@ def _has(defs: Definitions, rtype: str, name: str, raw: str, depth: int) -> Crit
         )
     if ref.target and rtype not in ref.target:
         raise FhirError(Category.INVALID, f"'{name}': {htype}.{hcode} cannot refer to a {rtype}")
-    inner = _criterion(defs, htype, rest, raw, depth + 1)
+    inner = _criterion(defs, htype, rest, raw, depth + 1, terms)
     return Criterion(hcode, "has", None, (), ref, chain=((htype, inner),))
 
 
@@ -599,8 +674,10 @@ def parse_search(
     resource_type: str,
     params: list[tuple[str, str]],
     lenient: bool = False,
+    terms: SearchTerminology | None = None,
 ) -> SearchQuery:
-    """Parse query parameters into a :class:`SearchQuery` (https://hl7.org/fhir/R4/search.html)."""
+    """Parse query parameters into a :class:`SearchQuery`; ``terms`` expands ``:in``,
+    ``:not-in``, ``:below`` and ``:above`` on tokens (https://hl7.org/fhir/R4/search.html)."""
 
     query = SearchQuery(resource_type)
     unknown: list[Issue] = []
@@ -640,7 +717,7 @@ def parse_search(
                 query.sort.extend(_sort_key(defs, resource_type, k) for k in raw.split(","))
             continue
         try:
-            query.criteria.append(_criterion(defs, resource_type, name, raw, 0))
+            query.criteria.append(_criterion(defs, resource_type, name, raw, 0, terms))
         except _UnknownParameterError as exc:
             unknown.append(Issue("error" if not lenient else "warning", "not-supported", str(exc)))
             query.ignored.append(name)
@@ -652,7 +729,10 @@ def parse_search(
 
 
 def parse_system_search(
-    defs: Definitions, params: list[tuple[str, str]], lenient: bool = False
+    defs: Definitions,
+    params: list[tuple[str, str]],
+    lenient: bool = False,
+    terms: SearchTerminology | None = None,
 ) -> SearchQuery:
     """Parse a system-level search ``[base]?…``, across the types named by ``_type`` or,
     without it, across every type with the parameters all types share
@@ -666,7 +746,7 @@ def parse_system_search(
     queries: list[SearchQuery] = []
     for t in types:
         try:
-            queries.append(parse_search(defs, t, rest, lenient))
+            queries.append(parse_search(defs, t, rest, lenient, terms))
         except FhirError as exc:
             if named or exc.category is not Category.INVALID:
                 raise
