@@ -409,3 +409,36 @@ def test_aliases(term: SqlTerminology) -> None:
     for url in (LOINC, NOS_LOINC, "urn:oid:2.16.840.1.113883.6.1", f"{LOINC}|2.77"):
         found = term.concept(url, "1-8")
         assert found is not None and found.system == LOINC, url
+
+
+def _vs(url: str, *imports: str) -> ResourceLoad:
+    body: dict[str, Any] = {"resourceType": "ValueSet", "url": url, "status": "active"}
+    include: dict[str, Any] = {"system": CS, "concept": [{"code": "a"}]}
+    if imports:
+        include = {"valueSet": list(imports)}
+    body["compose"] = {"include": [include]}
+    return ResourceLoad(body, "fhir", url.rsplit("/", 1)[-1])
+
+
+def test_circular_value_set_imports_are_refused_and_nothing_is_written(
+    term: SqlTerminology,
+) -> None:
+    """A circle through value sets already stored is found too; a diamond is not a circle."""
+    base = "https://example.org/fhir/ValueSet/"
+    load(term, _vs(f"{base}d"), _vs(f"{base}b", f"{base}d"), _vs(f"{base}c", f"{base}d"))
+    load(term, _vs(f"{base}a", f"{base}b", f"{base}c"))  # a diamond: fine
+    with pytest.raises(LoadError) as err:
+        load(
+            term,
+            _vs(f"{base}x", f"{base}y"),
+            _vs(f"{base}y", f"{base}z"),
+            _vs(f"{base}z", f"{base}x|2"),
+        )
+    assert "circular value set imports" in str(err.value)
+    assert f"{base}x -> {base}y -> {base}z -> {base}x" in str(err.value)
+    assert term.value_set(f"{base}x") is None and term.value_set(f"{base}y") is None
+    # replacing d so that it imports a: a -> b -> d -> a
+    with pytest.raises(LoadError) as err:
+        load(term, _vs(f"{base}d", f"{base}a"))
+    assert "circular" in str(err.value)
+    assert term.value_set(f"{base}d")["compose"]["include"][0]["system"] == CS

@@ -509,6 +509,7 @@ class SqlTerminology:
                     for item in produce(resolve):
                         writer.write(item)
                     outcomes = writer.outcomes
+                    _refuse_circular_imports(conn, outcomes)
         except refused as exc:
             label = writer.current if writer else ""
             reason = getattr(exc, "orig", None) or exc
@@ -516,6 +517,51 @@ class SqlTerminology:
         finally:
             self._invalidate()
         return outcomes
+
+
+def _imports(body: dict[str, Any]) -> list[str]:
+    """The value sets a value set's compose imports (include and exclude), versions cut."""
+    compose = body.get("compose") or {}
+    parts = [*compose.get("include", ()), *compose.get("exclude", ())]
+    return [str(u).split("|", 1)[0] for p in parts for u in p.get("valueSet", ())]
+
+
+def _refuse_circular_imports(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """A value set this load wrote that imports itself through other stored value sets is
+    refused with the circle named (the load then writes nothing)
+    (https://hl7.org/fhir/R4/valueset.html#compositions)."""
+    loaded = {o.url for o in outcomes if o.resource_type == "ValueSet"}
+    if not loaded:
+        return
+    graph: dict[str, list[str]] = {}
+    for url, body in conn.execute(select(_r.url, _r.body).where(_r.res_type == "ValueSet")):
+        graph.setdefault(str(url), []).extend(_imports(orjson.loads(body)))
+    done: set[str] = set()  # explored without a circle
+    for start in sorted(loaded):
+        if start in done:
+            continue
+        path = [start]
+        todo: list[tuple[str, int]] = [(start, 0)]
+        on_path = {start}
+        # depth-first, iterative: (value set, index of the next import to follow)
+        while todo:
+            url, i = todo[-1]
+            targets = graph.get(url, [])
+            if i >= len(targets):
+                todo.pop()
+                on_path.discard(url)
+                path.pop()
+                done.add(url)
+                continue
+            todo[-1] = (url, i + 1)
+            nxt = targets[i]
+            if nxt in on_path:
+                circle = " -> ".join([*path[path.index(nxt) :], nxt])
+                raise LoadError(f"circular value set imports: {circle}", start)
+            if nxt in graph and nxt not in done:
+                todo.append((nxt, 0))
+                on_path.add(nxt)
+                path.append(nxt)
 
 
 def _properties(raw: str | None) -> tuple[tuple[str, Any], ...]:
