@@ -20,6 +20,8 @@ from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.annuaire import annuaire_app
 from maison.cli.ins import ins_app
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.pki import pki_app
+from maison.cli.psc import psc_app
 from maison.cli.terminology import terminology_app
 from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
@@ -31,6 +33,8 @@ ig_app = typer.Typer(help="Implementation guides: profiles, value sets, search p
 app.add_typer(ig_app, name="ig")
 app.add_typer(ins_app, name="ins")
 app.add_typer(annuaire_app, name="annuaire")
+app.add_typer(psc_app, name="psc")
+app.add_typer(pki_app, name="pki")
 app.add_typer(terminology_app, name="terminology")
 console = Console(stderr=True)
 
@@ -151,6 +155,13 @@ def token(
     subject: Annotated[str, typer.Option(help="Token subject.")] = "dev-user",
     lifetime: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
     patient: Annotated[str | None, typer.Option(help="SMART launch patient id.")] = None,
+    rpps: Annotated[
+        str | None,
+        typer.Option(help="A professional of the imported Annuaire (RPPS, ADELI or IDNPS)."),
+    ] = None,
+    activity: Annotated[
+        int | None, typer.Option(help="With --rpps: which of his activities (0-based).")
+    ] = None,
     state: StateOpt = None,
 ) -> None:
     """Print a development access token signed by the local issuer (last line of output)."""
@@ -170,13 +181,53 @@ def token(
         console.print("[red]This server trusts an external issuer; get tokens from it.[/red]")
         raise typer.Exit(2)
     issuer = LocalIssuer.load_or_create(settings.state_dir / "keys", info["issuer"])
-    extra = {"patient": patient} if patient else None
-    scopes = scope or ["system/*.*"]
-    jwt = issuer.mint(subject, scopes, info["audience"], lifetime, extra)
+    extra: dict[str, object] = {"patient": patient} if patient else {}
+    if rpps is not None:
+        subject, professional = _professional_claims(settings, rpps, activity)
+        extra.update(professional)
+    elif activity is not None:
+        console.print("[red]--activity goes with --rpps[/red]")
+        raise typer.Exit(2)
+    scopes = scope or (["user/*.cruds"] if rpps else ["system/*.*"])
+    jwt = issuer.mint(subject, scopes, info["audience"], lifetime, extra or None)
     console.print(
         f"issuer {info['issuer']}, audience {info['audience']}, scopes {' '.join(scopes)}"
     )
     sys.stdout.write(jwt + "\n")
+
+
+def _professional_claims(
+    settings: Settings, number: str, activity: int | None
+) -> tuple[str, dict[str, object]]:
+    """(subject, claims) of a professional of the imported Annuaire, his activity chosen and
+    cross-checked: what the local PSC provider would assert for him."""
+    from maison.api.services import make_store
+    from maison.fhir.definitions import default_definitions
+    from maison.security.professional import ProfessionalContextError, from_userinfo
+    from maison.services.psc.annuaire_lookup import check_professional, userinfo_for_professional
+
+    defs = default_definitions()
+    store = make_store(settings, defs)
+    try:
+        store.migrate()
+        claims = userinfo_for_professional(store, defs, number)
+        context = from_userinfo(claims, activity)
+        check_professional(store, defs, context)
+    except ProfessionalContextError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    console.print(
+        f"professional {context.national_id}, activity {context.activity.index}: "
+        f"{context.activity.describe()}"
+    )
+    return context.national_id, {
+        "fhirUser": f"Practitioner/{context.national_id}",
+        "acr": context.acr or "eidas1",
+        "SubjectNameID": context.national_id,
+        "activity": context.activity.index,
+    }
 
 
 @db_app.command("upgrade")
