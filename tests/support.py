@@ -50,3 +50,16 @@ def open_sql_store(
     )
     store.migrate()
     return store
+
+
+def nos_csv_terminology(data_url: str, state: Path, defs: Any) -> tuple[Any, Any]:
+    """(store, SqlTerminology) with the NOS CSV lists of ../shared loaded, as `maison
+    terminology load` does."""
+    from maison.terminology.loaders.detect import plan
+    from maison.terminology.sql_source import SqlTerminology
+
+    store = open_sql_store(data_url, state, defs, clock=False)
+    loaded = SqlTerminology(store)
+    for unit in plan(sorted((SHARED / "domain" / "data" / "nos").glob("*.csv"))):
+        loaded.load(unit.produce)
+    return store, loaded

@@ -10,14 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from maison.fhir.definitions import Definitions
-from maison.store.sql import SqlStore
 from maison.terminology.expand import expand
-from maison.terminology.loaders.detect import plan
 from maison.terminology.source import LOINC
 from maison.terminology.sql_source import SqlTerminology
 from maison.terminology.translate import translate
 from maison.terminology.validate import validate_in_value_set
-from support import SHARED, open_sql_store
+from support import SHARED, nos_csv_terminology
 
 NOS_CSV = SHARED / "domain" / "data" / "nos"
 NOS = "https://mos.esante.gouv.fr/NOS/"
@@ -34,10 +32,7 @@ def term(
     from servers import backend_data
 
     tmp = tmp_path_factory.mktemp("nos")
-    store: SqlStore = open_sql_store(backend_data(backend, tmp), tmp / "state", defs, clock=False)
-    loaded = SqlTerminology(store)
-    for unit in plan(sorted(NOS_CSV.glob("*.csv"))):
-        loaded.load(unit.produce)
+    store, loaded = nos_csv_terminology(backend_data(backend, tmp), tmp / "state", defs)
     yield loaded
     store.close()
 

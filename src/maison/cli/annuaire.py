@@ -16,18 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.progress import rate, rate_progress
 
 if TYPE_CHECKING:
     from maison.services.annuaire.importer import ImportProgress, ImportSummary, Validate
@@ -56,11 +52,6 @@ class Validation(StrEnum):
     all = "all"
 
 
-def _rate(done: float, started: float, unit: str) -> str:
-    elapsed = time.perf_counter() - started
-    return f"{done / elapsed:,.0f} {unit}/s" if elapsed > 0 and done else ""
-
-
 class _Bars:
     """One Rich task per import phase: rows (or entries) done, total when known, rate."""
 
@@ -80,20 +71,12 @@ class _Bars:
         unit = "persons" if step.phase == "merging" else "rows"
         unit = "entries" if step.phase == "deactivating" else unit
         self.progress.update(
-            task, completed=step.done, total=step.total, rate=_rate(step.done, started, unit)
+            task, completed=step.done, total=step.total, rate=rate(step.done, started, unit)
         )
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    return rate_progress(console)
 
 
 def _validator(services: Any, mode: Validation) -> Validate | None:
@@ -359,11 +342,11 @@ def synth(
         def counted() -> Iterator[dict[str, str]]:
             for i, row in enumerate(synthesize(rows, seed), 1):
                 if i % 10_000 == 0:
-                    progress.update(task, completed=i, rate=_rate(i, started, "rows"))
+                    progress.update(task, completed=i, rate=rate(i, started, "rows"))
                 yield row
 
         write_extraction(counted(), target)
-        progress.update(task, completed=rows, rate=_rate(rows, started, "rows"))
+        progress.update(task, completed=rows, rate=rate(rows, started, "rows"))
     console.print(f"[green]{rows:,} rows written to {target}[/green]")
     stamp = datetime.now()
     zipped = target.suffix.lower() == ".zip"

@@ -14,34 +14,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.progress import rate, rate_progress
 
 ins_app = typer.Typer(help="INS: the INSi reference base and identity-vigilance.")
 console = Console(stderr=True)
 
 
 def _progress(label: str) -> Progress:
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    return rate_progress(console, label, percent=True)
 
 
 def _data_lines(path: Path) -> int:
@@ -51,11 +37,6 @@ def _data_lines(path: Path) -> int:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             lines += chunk.count(b"\n")
     return max(lines - (1 if path.name.lower().endswith(".csv") else 0), 0)
-
-
-def _rate(done: int, started: float) -> str:
-    elapsed = time.perf_counter() - started
-    return f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
 
 
 @ins_app.command("synth")
@@ -89,11 +70,11 @@ def synth(
         def counted() -> Iterator[Any]:
             for i, identity in enumerate(synthesize(count, seed, oid), 1):
                 if i % 10_000 == 0:
-                    progress.update(task, completed=i, rate=_rate(i, started))
+                    progress.update(task, completed=i, rate=rate(i, started))
                 yield identity
 
         written = write(counted(), out)
-        progress.update(task, completed=written, rate=_rate(written, started))
+        progress.update(task, completed=written, rate=rate(written, started))
     console.print(f"[green]{written:,} identities written to {out}[/green]")
 
 
@@ -139,7 +120,7 @@ def load(
         def advance(n: int) -> None:
             progress.advance(task, n)
             done = progress.tasks[0].completed
-            progress.update(task, rate=f"{_rate(int(done), started)} rows")
+            progress.update(task, rate=rate(int(done), started, "rows"))
 
         counts = base.load(records(), progress=advance)
         progress.update(task, total=progress.tasks[0].completed)
@@ -218,7 +199,7 @@ def _patients(services: Any) -> Iterator[dict[str, Any]]:
             for stored in page.entries:
                 yield stored.resource
             done += len(page.entries)
-            progress.update(task, completed=done, rate=_rate(done, started))
+            progress.update(task, completed=done, rate=rate(done, started))
             if page.last is None or len(page.entries) < 1000:
                 break
             cursor = encode_cursor(page.last)

@@ -15,18 +15,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.progress import rate, rate_progress
 
 if TYPE_CHECKING:
     from maison.terminology.sql_source import Loaded, Outcome
@@ -40,15 +36,7 @@ BIG = 5000
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    return rate_progress(console)
 
 
 class _Bars:
@@ -67,9 +55,7 @@ class _Bars:
             task = self.progress.add_task(escape(f"{_short(label)}: {phase}"), total=total, rate="")
             self.tasks[(label, phase)] = (task, time.perf_counter())
         task, started = self.tasks[(label, phase)]
-        elapsed = time.perf_counter() - started
-        rate = f"{done / elapsed:,.0f} rows/s" if elapsed > 0 and done else ""
-        self.progress.update(task, completed=done, total=total, rate=rate)
+        self.progress.update(task, completed=done, total=total, rate=rate(done, started, "rows"))
 
     def item_done(self) -> None:
         self.progress.advance(self.items)

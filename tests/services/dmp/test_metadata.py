@@ -13,11 +13,9 @@ import pytest
 
 from maison.fhir.definitions import Definitions
 from maison.services.dmp.metadata import metadata_issues, nos_url
-from maison.store.sql import SqlStore
-from maison.terminology.loaders.detect import plan
 from maison.terminology.source import LOINC, NOS_LOINC
 from maison.terminology.sql_source import SqlTerminology
-from support import SHARED, open_sql_store
+from support import SHARED, nos_csv_terminology
 
 NOS_CSV = SHARED / "domain" / "data" / "nos"
 A03 = nos_url("TRE_A03-ClasseDocument")
@@ -41,10 +39,7 @@ def term(
     from servers import backend_data
 
     tmp = tmp_path_factory.mktemp("dmp")
-    store: SqlStore = open_sql_store(backend_data(backend, tmp), tmp / "state", defs, clock=False)
-    loaded = SqlTerminology(store)
-    for unit in plan(sorted(NOS_CSV.glob("*.csv"))):
-        loaded.load(unit.produce)
+    store, loaded = nos_csv_terminology(backend_data(backend, tmp), tmp / "state", defs)
     yield loaded
     store.close()
 
