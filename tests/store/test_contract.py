@@ -468,3 +468,26 @@ def test_referencing_lists_current_resources_of_every_type(store: SqlStore) -> N
 
     assert store.write(within)[0] == ("Encounter", "e2")
     assert ("Encounter", "e1") not in store.read(lambda tx: tx.referencing("Patient", "r1"))
+
+
+def test_swap_meta_is_a_compare_and_set_one_caller_wins(store: SqlStore) -> None:
+    """Single-use records (an authorization code, a refresh token's rotation): of concurrent
+    swaps of one key from the same expected value, exactly one happens."""
+    start = threading.Barrier(8)
+    found: list[str | None] = []
+
+    def claim(i: int) -> None:
+        start.wait()
+        found.append(store.swap_meta("psc:c:test", None, f"winner-{i}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner = store.get_meta("psc:c:test")
+    assert found.count(None) == 1 and winner is not None and winner.startswith("winner-")
+    assert sorted(f for f in found if f is not None) == [winner] * 7
+    assert store.swap_meta("psc:c:test", "other", "x") == winner  # not the expected: unchanged
+    assert store.swap_meta("psc:c:test", winner, "rotated") == winner
+    assert store.get_meta("psc:c:test") == "rotated"

@@ -263,6 +263,23 @@ class SqlStore:
             conn.execute(delete(store_meta).where(store_meta.c.key == key))
             conn.execute(store_meta.insert().values(key=key, value=value))
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> str | None:
+        """Record ``value`` under ``key`` only if the current value is ``expected`` (None:
+        absent), atomically across processes on both databases; returns the value found (so
+        the swap happened when it equals ``expected``). For single-use and rotation records."""
+        with self.write_lock(), self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # serialise the swaps of this key
+                digest = hashlib.blake2b(f"meta|{key}".encode(), digest_size=8).digest()
+                lock = int.from_bytes(digest, "big", signed=True)
+                conn.execute(select(func.pg_advisory_xact_lock(lock)))
+            current = conn.execute(
+                select(store_meta.c.value).where(store_meta.c.key == key)
+            ).scalar_one_or_none()
+            if current == expected:
+                conn.execute(delete(store_meta).where(store_meta.c.key == key))
+                conn.execute(store_meta.insert().values(key=key, value=value))
+        return current
+
     def analyze(self) -> None:
         """Refresh the planner's statistics. SQLite has no autovacuum to do it, and without
         them it drives searches from the wrong index (a 1000x difference); PostgreSQL's
