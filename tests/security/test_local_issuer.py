@@ -77,7 +77,9 @@ def test_openid_configuration(tmp_path: Path) -> None:
     assert config["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
     assert config["id_token_signing_alg_values_supported"] == ["ES256"]
     assert {"openid", "patient/*.rs", "user/*.cruds"} <= set(config["scopes_supported"])
-    assert "token_endpoint" not in config  # not implemented yet
+    # the token endpoint exchanges Pro Santé Connect tokens (RFC 8693)
+    assert config["token_endpoint"] == f"{ISSUER}/auth/token"
+    assert config["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
 
 
 def test_minted_tokens_carry_the_claims_and_expire(tmp_path: Path) -> None:

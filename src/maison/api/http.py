@@ -21,6 +21,7 @@ from maison.api import bundles, operations
 from maison.api import interactions as ix
 from maison.api.capability import capability_statement
 from maison.api.errors import status_of
+from maison.api.exchange_routes import exchange_routes
 from maison.api.psc_routes import psc_routes
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
@@ -418,6 +419,7 @@ def build_app(services: Services) -> Starlette:
             methods=["GET"],
         ),
         *psc_routes(services),  # the local Pro Santé Connect provider: public, like discovery
+        *exchange_routes(services),  # token exchange and introspection (RFC 8693, RFC 7662)
         Route("/", endpoint.handle, methods=ALL_METHODS),
         Route("/{path:path}", endpoint.handle, methods=ALL_METHODS),
     ]

@@ -81,10 +81,14 @@ class LocalIssuer:
     def openid_configuration(self, base_url: str) -> dict[str, Any]:
         """OpenID provider metadata: https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata."""
         base = base_url.rstrip("/")
-        # No token endpoint yet: tokens are minted by the CLI in development mode.
+        # Tokens are minted by the CLI (development) or by exchanging a PSC token (RFC 8693)
         return {
             "issuer": self.issuer_url,
             "jwks_uri": f"{base}/.well-known/jwks.json",
+            "token_endpoint": f"{base}/auth/token",
+            "introspection_endpoint": f"{base}/auth/introspect",
+            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "scopes_supported": list(SCOPES_SUPPORTED),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],

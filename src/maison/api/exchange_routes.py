@@ -1,0 +1,142 @@
+"""HTTP routes of the API trust space: token exchange and introspection under ``/auth``.
+
+Configuration (environment):
+
+* ``MAISON_EXCHANGE_CLIENTS``: JSON ``{"client-id": {"secret": "…"}}``, the clients allowed to
+  exchange and introspect (``client_secret_basic``); the public ``maison-dev`` never is;
+* ``MAISON_EXCHANGE_PSC_ISSUER``: an external PSC issuer whose JWKS (discovery) signs the
+  subject tokens; unset, the local provider at ``BASE/psc``;
+* ``MAISON_TRUST_CLIENT_CERT_HEADER=1``: read the client certificate from the TLS proxy's
+  ``X-Client-Cert`` header (URL-encoded PEM, nginx ``$ssl_client_escaped_cert``); never set it
+  unless a proxy that strips that header from clients sits in front;
+* ``MAISON_EXCHANGE_CA_BUNDLE``: the PEM bundle (``maison pki``'s ``ca-bundle.pem``) client
+  certificates must chain to.
+
+The FHIR endpoint does not check ``cnf`` (RFC 8705 §3) yet: certificate-bound tokens are
+minted, not enforced. Only served with the local development issuer (the tokens it mints are
+the ones the FHIR endpoint trusts).
+
+https://www.rfc-editor.org/rfc/rfc8693
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from maison.api.psc_routes import PREFIX as PSC_PREFIX
+from maison.api.psc_routes import make_provider
+from maison.api.services import Services
+from maison.security.jwks import KeySource, RemoteJwks, StaticJwks
+from maison.services.psc.exchange import (
+    TokenExchange,
+    TrustedCAs,
+    certificate_from_header,
+    exchange_clients,
+)
+from maison.services.psc.provider import OAuthError
+
+log = logging.getLogger("maison.exchange")
+
+CERT_HEADER = "x-client-cert"
+_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+
+
+def make_exchange(services: Services) -> TokenExchange | None:
+    """The token exchange of this server from its settings and environment; None without the
+    local issuer: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
+    settings = services.settings
+    if services.issuer is None:
+        return None
+    audience = settings.audience or settings.base_url
+    external = os.environ.get("MAISON_EXCHANGE_PSC_ISSUER")
+    keys: KeySource
+    ended: Callable[[Mapping[str, Any]], bool] | None = None
+    if external:
+        psc_issuer, keys = external.rstrip("/"), RemoteJwks(external.rstrip("/"))
+    else:
+        provider = make_provider(services)
+        psc_issuer, keys = f"{settings.base_url}{PSC_PREFIX}", StaticJwks(provider.jwks())
+        store = services.store
+
+        def ended(claims: Mapping[str, Any]) -> bool:  # the provider's logout record
+            return store.get_meta(f"psc:s:{claims.get('sid')}") == "ended"
+
+    bundle = os.environ.get("MAISON_EXCHANGE_CA_BUNDLE")
+    return TokenExchange(
+        psc_issuer=psc_issuer,
+        psc_keys=keys,
+        audience=audience,
+        issuer=services.issuer,
+        store=services.store,
+        defs=lambda: services.defs,
+        clients=exchange_clients(os.environ.get("MAISON_EXCHANGE_CLIENTS")),
+        trusted_cas=TrustedCAs.from_bundle(Path(bundle)) if bundle else None,
+        ended=ended,
+    )
+
+
+def _json(
+    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(dict(body)),
+        status_code=status,
+        media_type="application/json",
+        headers={**_NO_STORE, **(headers or {})},
+    )
+
+
+def _error(error: OAuthError) -> Response:
+    headers = {"www-authenticate": 'Basic realm="maison"'} if error.status == 401 else {}
+    return _json(error.body(), error.status, headers)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise OAuthError("invalid_request", "form-urlencoded body expected")
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def exchange_routes(services: Services) -> list[Route]:
+    """``POST /auth/token`` (token exchange) and ``POST /auth/introspect``: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
+    exchange = make_exchange(services)
+    if exchange is None:
+        log.info("token exchange not served: an external issuer signs the platform's tokens")
+        return []
+    trust_header = os.environ.get("MAISON_TRUST_CLIENT_CERT_HEADER") == "1"
+
+    async def token(request: Request) -> Response:
+        try:
+            client = exchange.authenticate_client(request.headers.get("authorization"))
+            form = await _form(request)
+            chain = certificate_from_header(request.headers.get(CERT_HEADER), trust_header)
+            answer = await run_in_threadpool(exchange.exchange, form, client, chain)
+        except OAuthError as error:
+            log.info("token exchange refused: %s (%s)", error.error, error.description)
+            return _error(error)
+        log.info("token exchange for client %s", client.client_id)
+        return _json(answer)
+
+    async def introspect(request: Request) -> Response:
+        try:
+            exchange.authenticate_client(request.headers.get("authorization"))
+            form = await _form(request)
+        except OAuthError as error:
+            return _error(error)
+        return _json(await run_in_threadpool(exchange.introspect, form.get("token")))
+
+    return [
+        Route("/auth/token", token, methods=["POST"]),
+        Route("/auth/introspect", introspect, methods=["POST"]),
+    ]
