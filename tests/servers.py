@@ -136,3 +136,71 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+_LAUNCHER = '''"""Serve maison through uvicorn: a chosen worker count and application log level."""
+import logging
+import os
+import sys
+
+import uvicorn
+
+from maison.api.settings import Settings
+
+
+def app():
+    from maison.api.http import build_app
+    from maison.api.services import build_services
+
+    level = os.environ.get("MAISON_TEST_LOG_LEVEL", "warning").upper()
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr)
+    services = build_services(Settings.from_env())
+    services.refresh()
+    return build_app(services)
+
+
+if __name__ == "__main__":
+    from maison.api.app import prepare
+
+    data, state, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    settings = Settings(data=data, state=state, port=port, demo=False, workers=workers)
+    prepare(settings).store.close()
+    os.environ["MAISON_SETTINGS"] = settings.to_env()
+    uvicorn.run(
+        "maison_test_launcher:app", factory=True, host="127.0.0.1", port=port,
+        workers=workers, log_level=os.environ.get("MAISON_TEST_LOG_LEVEL", "warning"),
+        access_log=False,
+    )
+'''
+
+
+@dataclass
+class LaunchedServer(Server):
+    """A server without demo data started through uvicorn directly, with its own environment
+    (clients, trusted headers…), worker count and application log level (``info`` lets a test
+    read what the application logs)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    log_level: str = "warning"
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        launcher = self.state / "maison_test_launcher.py"
+        self.state.mkdir(parents=True, exist_ok=True)
+        launcher.write_text(_LAUNCHER)
+        env = {**os.environ, **self.env, "MAISON_TEST_LOG_LEVEL": self.log_level}
+        env["PYTHONPATH"] = os.pathsep.join([str(self.state), env.get("PYTHONPATH", "")])
+        return subprocess.Popen(
+            [sys.executable, str(launcher), self.data, str(self.state), str(self.port),
+             str(self.workers)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )  # fmt: skip
+
+
+def import_annuaire(srv: Server, path: Path) -> None:
+    """`maison annuaire import` of an extraction into the server's store."""
+    out = subprocess.run(
+        [*MAISON, "annuaire", "import", str(path), "--data", srv.data, "--state", str(srv.state)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +29,7 @@ from joserfc.jwk import ECKey, KeySet
 
 from maison.services.annuaire.synth import synthesize, write_extraction
 from maison.services.psc.provider import AuthorizeRequest, OAuthError, PscProvider
-from servers import MAISON, Server, backend_data, free_port
+from servers import LaunchedServer, backend_data, free_port, import_annuaire
 
 REDIRECT = "http://127.0.0.1:53682/callback"
 LOGOUT_TARGET = "http://127.0.0.1:53682/bye"
@@ -46,66 +42,13 @@ CLIENTS = {
         "post_logout_redirect_uris": ["https://rp.example/bye"],
     }
 }
-LAUNCHER = textwrap.dedent(
-    '''
-    """Serve maison (its /psc routes included) with the application log at INFO, so the test
-    can check that no secret reaches it."""
-    import logging
-    import os
-    import sys
-
-    import uvicorn
-
-    from maison.api.settings import Settings
-
-
-    def app():
-        from maison.api.http import build_app
-        from maison.api.services import build_services
-
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-        services = build_services(Settings.from_env())
-        services.refresh()
-        return build_app(services)
-
-
-    if __name__ == "__main__":
-        from maison.api.app import prepare
-
-        data, state, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-        settings = Settings(data=data, state=state, port=port, demo=False, workers=2)
-        prepare(settings).store.close()
-        os.environ["MAISON_SETTINGS"] = settings.to_env()
-        uvicorn.run(
-            "psc_launcher:app", factory=True, host="127.0.0.1", port=port, workers=2,
-            log_level="info", access_log=False,
-        )
-    '''
-)
-
-
-@dataclass
-class PscServer(Server):
-    """A maison server logging at INFO, with the test clients registered."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
-        (self.state / "psc_launcher.py").write_text(LAUNCHER)
-        env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join([str(self.state), env.get("PYTHONPATH", "")])
-        return subprocess.Popen(
-            [sys.executable, str(self.state / "psc_launcher.py"), self.data, str(self.state),
-             str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-        )  # fmt: skip
 
 
 @dataclass
 class World:
     """The server, the professionals to sign in with, every secret value handed out."""
 
-    server: PscServer
+    server: LaunchedServer
     extraction_dir: Path
     rows: list[dict[str, str]]
     rpps: list[str]  # RPPS numbers of active professionals (distinct people)
@@ -119,23 +62,17 @@ class World:
         self.issued.extend(v for v in values if v)
 
 
-def _import(srv: Server, path: Path) -> None:
-    out = subprocess.run(
-        [*MAISON, "annuaire", "import", str(path), "--data", srv.data, "--state", str(srv.state)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("psc")
     rows = list(synthesize(60, 2026))
     first = write_extraction(rows, tmp / "x1.txt", generated_at=datetime(2026, 1, 1, 3, 0))
     clients = {"MAISON_PSC_CLIENTS": orjson.dumps(CLIENTS).decode()}
-    srv = PscServer(backend_data(backend, tmp), tmp, free_port(), env=clients)
+    srv = LaunchedServer(
+        backend_data(backend, tmp), tmp, free_port(), env=clients, workers=2, log_level="info"
+    )
     srv.token = "unused"  # no `maison token` needed
-    _import(srv, first)
+    import_annuaire(srv, first)
     srv.start()
     rpps: list[str] = []
     for row in rows:
@@ -499,7 +436,7 @@ def test_inactive_professional_is_refused(world: World) -> None:
     second = write_extraction(
         kept, world.extraction_dir / "x2.txt", generated_at=datetime(2026, 2, 1, 3, 0)
     )
-    _import(world.server, second)
+    import_annuaire(world.server, second)
     _verifier, challenge = _pkce()
     answer = _sign_in(world, gone, _authorize_params(challenge))
     assert answer.status_code == 403 and "location" not in answer.headers

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
-import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,66 +36,16 @@ from maison.services.psc.exchange import (
     certificate_from_header,
     exchange_clients,
 )
-from servers import MAISON, Server, backend_data, free_port
+from servers import LaunchedServer, backend_data, free_port, import_annuaire
 
 REDIRECT = "http://127.0.0.1:53682/callback"
 CLIENT = "dpi-clinique"
 SECRET = "exchange-" + "s" * 24
-LAUNCHER = textwrap.dedent(
-    '''
-    """Serve maison (one worker) with the exchange clients of the test's environment."""
-    import os
-    import sys
-
-    import uvicorn
-
-    from maison.api.settings import Settings
-
-
-    def app():
-        from maison.api.http import build_app
-        from maison.api.services import build_services
-
-        services = build_services(Settings.from_env())
-        services.refresh()
-        return build_app(services)
-
-
-    if __name__ == "__main__":
-        from maison.api.app import prepare
-
-        data, state, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-        settings = Settings(data=data, state=state, port=port, demo=False, workers=1)
-        prepare(settings).store.close()
-        os.environ["MAISON_SETTINGS"] = settings.to_env()
-        uvicorn.run(
-            "exchange_launcher:app", factory=True, host="127.0.0.1", port=port, workers=1,
-            log_level="warning", access_log=False,
-        )
-    '''
-)
-
-
-@dataclass
-class ExchangeServer(Server):
-    """A maison server with the exchange routes and the test configuration."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
-        (self.state / "exchange_launcher.py").write_text(LAUNCHER)
-        env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join([str(self.state), env.get("PYTHONPATH", "")])
-        return subprocess.Popen(
-            [sys.executable, str(self.state / "exchange_launcher.py"), self.data,
-             str(self.state), str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-        )  # fmt: skip
 
 
 @dataclass
 class World:
-    server: ExchangeServer
+    server: LaunchedServer
     folder: Path
     rows: list[dict[str, str]]
     single: list[str]  # RPPS of professionals with one Annuaire row
@@ -110,14 +56,6 @@ class World:
     @property
     def base(self) -> str:
         return self.server.base_url
-
-
-def _import(srv: Server, path: Path) -> None:
-    out = subprocess.run(
-        [*MAISON, "annuaire", "import", str(path), "--data", srv.data, "--state", str(srv.state)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +69,9 @@ def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         "MAISON_TRUST_CLIENT_CERT_HEADER": "1",
         "MAISON_EXCHANGE_CA_BUNDLE": str(tmp / "pki" / pki.CA_BUNDLE),
     }
-    srv = ExchangeServer(backend_data(backend, tmp), tmp, free_port(), env=env)
+    srv = LaunchedServer(backend_data(backend, tmp), tmp, free_port(), env=env)
     srv.token = "unused"
-    _import(srv, first)
+    import_annuaire(srv, first)
     srv.start()
     counts = Counter(r["Identifiant PP"] for r in rows if r["Type d'identifiant PP"] == "8")
     single = [k for k, n in counts.items() if n == 1]
@@ -433,6 +371,6 @@ def test_professional_made_inactive_by_a_reimport(world: World) -> None:
     assert _exchange(world, psc).status_code == 200
     kept = [r for r in world.rows if r["Identifiant PP"] != gone]
     second = write_extraction(kept, world.folder / "x2.txt", generated_at=datetime(2026, 2, 1, 3))
-    _import(world.server, second)
+    import_annuaire(world.server, second)
     description = _error(_exchange(world, psc), 400, "invalid_grant")
     assert "no longer active" in description and "(inactive)" in description

@@ -22,7 +22,6 @@ https://www.rfc-editor.org/rfc/rfc8693
 
 from __future__ import annotations
 
-import base64
 import hmac
 import math
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote
 
 import orjson
 from cryptography import x509
@@ -46,7 +45,7 @@ from maison.security.professional import ProfessionalContext, ProfessionalContex
 from maison.security.professional import from_userinfo as context_from_userinfo
 from maison.security.tokens import JwtAuthenticator
 from maison.services.psc.annuaire_lookup import check_professional, userinfo_for_professional
-from maison.services.psc.provider import DEV_CLIENT, OAuthError
+from maison.services.psc.provider import DEV_CLIENT, OAuthError, basic_credentials
 from maison.store.sql import SqlStore
 
 GRANT_TYPE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -85,16 +84,10 @@ def authenticate_client(
     clients: Mapping[str, ExchangeClient], authorization: str | None
 ) -> ExchangeClient:
     """``client_secret_basic`` only, constant-time secret comparison: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1."""
-    if not authorization or not authorization.lower().startswith("basic "):
+    credentials = basic_credentials(authorization)
+    if credentials is None:
         raise OAuthError("invalid_client", "client authentication (HTTP Basic) is required", 401)
-    try:
-        raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except ValueError:
-        raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
-    user, sep, pwd = raw.partition(":")
-    if not sep:
-        raise OAuthError("invalid_client", "malformed Basic credentials", 401)
-    cid, secret = unquote_plus(user), unquote_plus(pwd)
+    cid, secret = credentials
     client = clients.get(cid)
     if client is None:
         if cid == DEV_CLIENT:

@@ -63,6 +63,21 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(client id, secret) of an ``Authorization: Basic`` header, None without one; malformed
+    credentials are ``invalid_client`` (https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1)."""
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except ValueError:
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
+    user, sep, pwd = raw.partition(":")
+    if not sep:
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401)
+    return unquote_plus(user), unquote_plus(pwd)
+
+
 class Records(Protocol):
     """Small shared facts (single use, rotation, logout): the store's key/value table."""
 
@@ -335,15 +350,9 @@ class PscProvider:
         """client_secret_basic, client_secret_post, or a public client by client_id:
         https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1."""
         cid, secret, basic = form.get("client_id"), form.get("client_secret"), False
-        if authorization and authorization.lower().startswith("basic "):
-            try:
-                raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-            except ValueError:
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
-            user, sep, pwd = raw.partition(":")
-            if not sep:
-                raise OAuthError("invalid_client", "malformed Basic credentials", 401)
-            cid, secret, basic = unquote_plus(user), unquote_plus(pwd), True
+        credentials = basic_credentials(authorization)
+        if credentials is not None:
+            (cid, secret), basic = credentials, True
         client = self.clients.get(cid or "")
         if client is None:
             raise OAuthError("invalid_client", "unknown client", 401)
