@@ -26,7 +26,6 @@ Figures, not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import shutil
@@ -127,18 +126,7 @@ def run_import(
     before = count()
     cpu_before = _children_cpu()
     cmd = [sys.executable, "-c", CLI, "import", str(path), "--data", data, "--state", str(state)]
-    env = {**os.environ, "COLUMNS": "200"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    sampler = common.RssSampler(proc.pid, interval=0.2)
-    sampler.start()
-    out, _ = proc.communicate()
-    seconds = time.perf_counter() - t0
-    sampler.stop()
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{label}: the import failed ({proc.returncode}):\n{text[-3000:]}")
-    memory = sampler.report()
+    seconds, text, memory = common.timed_command(cmd, label)
     cells = summary_cells(text, path.name)
     rows = int(cells.get("rows", "0").replace(",", ""))
     return {

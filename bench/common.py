@@ -226,6 +226,23 @@ class RssSampler:
 # --------------------------------------------------------------------------- stores
 
 
+def timed_command(cmd: list[str], label: str) -> tuple[float, str, dict[str, Any]]:
+    """Run one command in its own process: (seconds, its output, the peak RSS of its process
+    tree sampled every 0.2 s); a failure stops the benchmark with the output's tail."""
+    env = {**os.environ, "COLUMNS": "200"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    sampler = RssSampler(proc.pid, interval=0.2)
+    sampler.start()
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    sampler.stop()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{label}: the command failed ({proc.returncode}):\n{text[-3000:]}")
+    return seconds, text, sampler.report()
+
+
 def _pg_url(url: str, database: str | None = None) -> str:
     """``url`` with the psycopg 3 driver (and another database name if given)."""
     from sqlalchemy.engine import make_url

@@ -23,10 +23,8 @@ Figures, not a test. Target (issue 9): under 5 minutes, bounded memory.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -160,18 +158,7 @@ def synthesise(folder: Path, concepts: int, descriptions: int, seed: int) -> dic
 def run_load(folder: Path, data: str, state: Path, label: str) -> dict[str, Any]:
     """One `maison terminology load` in its own process: time, peak RSS, its summary."""
     cmd = [sys.executable, "-c", CLI, "load", str(folder), "--data", data, "--state", str(state)]
-    env = {**os.environ, "COLUMNS": "200"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    sampler = common.RssSampler(proc.pid, interval=0.2)
-    sampler.start()
-    out, _ = proc.communicate()
-    seconds = time.perf_counter() - t0
-    sampler.stop()
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{label}: the load failed ({proc.returncode}):\n{text[-3000:]}")
-    memory = sampler.report()
+    seconds, text, memory = common.timed_command(cmd, label)
     row = next(
         (
             [c.strip() for c in line.split("│")[1:-1]]
