@@ -343,11 +343,25 @@ def test_certificate_bound_token(world: World) -> None:
     psc = _crafted(world, world.single[1])
     answer = _exchange(world, psc, headers=_header(org.certificate))
     assert answer.status_code == 200, answer.text
-    claims = _claims(world, answer.json()["access_token"])
+    bound = answer.json()["access_token"]
+    claims = _claims(world, bound)
     assert claims["cnf"] == {"x5t#S256": pki.x5t_s256(org.certificate)}
 
     stranger_ca = pki.create_intermediate(pki.create_root())
     stranger = pki.issue_organisation(stranger_ca, "Ailleurs", finess="750000002")
+    # the FHIR endpoint takes the bound token only with its certificate (RFC 8705 §3)
+    url = f"{world.base}/Practitioner?_id={claims['sub']}"
+    with_cert = {"Authorization": f"Bearer {bound}", **_header(org.certificate)}
+    r = httpx.get(url, headers=with_cert, timeout=30)
+    assert r.status_code == 200 and r.json()["total"] == 1, r.text[:300]
+    for headers in (
+        {"Authorization": f"Bearer {bound}"},
+        {"Authorization": f"Bearer {bound}", **_header(stranger.certificate)},
+    ):
+        r = httpx.get(url, headers=headers, timeout=30)
+        assert r.status_code == 401, r.text[:300]
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert "RFC 8705" in r.json()["issue"][0]["diagnostics"]
     description = _error(
         _exchange(world, psc, headers=_header(stranger.certificate)), 401, "invalid_client"
     )

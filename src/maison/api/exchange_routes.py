@@ -114,7 +114,7 @@ def exchange_routes(services: Services) -> list[Route]:
     if exchange is None:
         log.info("token exchange not served: an external issuer signs the platform's tokens")
         return []
-    trust_header = os.environ.get("MAISON_TRUST_CLIENT_CERT_HEADER") == "1"
+    trust_header = services.settings.trust_client_cert_header
 
     async def token(request: Request) -> Response:
         try:

@@ -25,6 +25,12 @@ from maison.api.exchange_routes import exchange_routes
 from maison.api.psc_routes import psc_routes
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
+from maison.security.binding import (
+    CERT_HEADER,
+    bound_thumbprint,
+    check_binding,
+    presented_thumbprint,
+)
 from maison.security.guard import GuardedTx
 from maison.security.principal import Principal
 from maison.store.interface import StoreTx
@@ -153,6 +159,11 @@ class FhirEndpoint:
         principal = auth.cached(header)
         if principal is None:
             principal = await run_in_threadpool(auth.authenticate, header)
+        if bound_thumbprint(principal.claims) is not None:  # RFC 8705: its certificate too
+            presented = presented_thumbprint(
+                request.headers.get(CERT_HEADER), self.s.settings.trust_client_cert_header
+            )
+            check_binding(principal.claims, presented)
         method = request.method
         if len(request.url.query) > MAX_QUERY:
             raise FhirError(

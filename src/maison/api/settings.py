@@ -59,6 +59,13 @@ class Settings:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def trust_client_cert_header(self) -> bool:
+        """Whether the client certificate a TLS-terminating proxy forwards (``X-Client-Cert``)
+        is trusted: ``MAISON_TRUST_CLIENT_CERT_HEADER=1``, only behind such a proxy
+        (https://www.rfc-editor.org/rfc/rfc8705#section-3)."""
+        return os.environ.get("MAISON_TRUST_CLIENT_CERT_HEADER") == "1"
+
+    @property
     def issuer_url(self) -> str:
         """The token issuer the server trusts."""
         return self.issuer or f"{self.base_url}/auth"
