@@ -426,12 +426,18 @@ def _value_set_codes(
                 "not installed, or it uses filters or code systems that are not loaded)",
             )
         codes |= expansion
+    return _token_values(
+        codes,
+        f"{name}: the value set has {len(codes)} codes; searches take value sets of at most "
+        f"{MAX_VALUE_SET_CODES}",
+    )
+
+
+def _token_values(codes: set[tuple[str, str]], too_many: str) -> tuple[TokenValue, ...]:
+    """The (system, code) pairs a search matches, in order; ``too_many`` refuses more than
+    :data:`MAX_VALUE_SET_CODES` (https://hl7.org/fhir/R4/search.html#token)."""
     if len(codes) > MAX_VALUE_SET_CODES:
-        raise FhirError(
-            Category.INVALID,
-            f"{name}: the value set has {len(codes)} codes; searches take value sets of at "
-            f"most {MAX_VALUE_SET_CODES}",
-        )
+        raise FhirError(Category.INVALID, too_many)
     return tuple(TokenValue(system, code, False) for system, code in sorted(codes))
 
 
@@ -456,13 +462,11 @@ def _subsumed_codes(
                 "this server (maison terminology load)",
             )
         codes |= found
-    if len(codes) > MAX_VALUE_SET_CODES:
-        raise FhirError(
-            Category.INVALID,
-            f"{name}: {len(codes)} codes {'below' if below else 'above'} it; such searches "
-            f"take at most {MAX_VALUE_SET_CODES}: search from a narrower code",
-        )
-    return tuple(TokenValue(system, code, False) for system, code in sorted(codes))
+    return _token_values(
+        codes,
+        f"{name}: {len(codes)} codes {'below' if below else 'above'} it; such searches take at "
+        f"most {MAX_VALUE_SET_CODES}: search from a narrower code",
+    )
 
 
 def _criterion(
