@@ -91,3 +91,26 @@ def test_without_a_terminology_service_below_on_a_token_is_refused(defs: Definit
     with pytest.raises(FhirError) as err:
         parse_search(defs, "Observation", [("code:below", f"{CS}|tronc")])
     assert "is not loaded with a hierarchy" in str(err.value)
+
+
+def test_too_many_codes_are_refused_with_the_reason(defs: Definitions) -> None:
+    big = {
+        "resourceType": "CodeSystem",
+        "url": "http://example.org/fhir/CodeSystem/big",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "root", "concept": [{"code": f"c{i}"} for i in range(5001)]}],
+    }
+    every = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/fhir/ValueSet/big",
+        "status": "active",
+        "compose": {"include": [{"system": big["url"]}]},
+    }
+    terms = SearchCodes(PackageSource(defs.extended([big, every])))
+    with pytest.raises(FhirError) as err:
+        parse_search(defs, "Observation", [("code:below", f"{big['url']}|root")], terms=terms)
+    assert "5002 codes below it" in str(err.value) and "narrower code" in str(err.value)
+    with pytest.raises(FhirError) as err:
+        parse_search(defs, "Observation", [("code:in", every["url"])], terms=terms)
+    assert "the value set has 5002 codes" in str(err.value)
