@@ -36,6 +36,7 @@ from maison.terminology.source import (
     ChainedSource,
     Concept,
     Designation,
+    SystemInfo,
     TerminologySource,
     ancestors,
     canonical_system,
@@ -445,18 +446,7 @@ class Composer:
                 code = c.get("code") if isinstance(c, dict) else None
                 if not isinstance(code, str):
                     continue
-                held = source.concept(system, code, version) if info is not None else None
-                out.append(
-                    Entry(
-                        system,
-                        code,
-                        c.get("display") or (held.display if held else None),
-                        info.version if info is not None else version,
-                        held.inactive if held else False,
-                        _abstract(held) if held else False,
-                        designations(c) + (held.designations if held else ()),
-                    )
-                )
+                out.append(_listed_entry(source, system, code, c, info, version))
             return out
         if info is None:
             other = source.system(system) if version else None
@@ -662,16 +652,7 @@ class Composer:
                 self._listed_codes[id(part)] = codes
             c = codes.get(code)
             if c is not None:
-                held = source.concept(system, code, version) if info is not None else None
-                return Entry(
-                    system,
-                    code,
-                    c.get("display") or (held.display if held else None),
-                    info.version if info is not None else version,
-                    held.inactive if held else False,
-                    _abstract(held) if held else False,
-                    designations(c) + (held.designations if held else ()),
-                )
+                return _listed_entry(source, system, code, c, info, version)
             return None
         if info is None:
             raise cannot_expand(
@@ -717,6 +698,28 @@ class Composer:
         if code_set is not None and code not in code_set:
             return False
         return predicate is None or predicate(code, held)
+
+
+def _listed_entry(
+    source: TerminologySource,
+    system: str,
+    code: str,
+    listed: dict[str, Any],
+    info: SystemInfo | None,
+    version: str | None,
+) -> Entry:
+    """The entry of a code a value set lists, completed by what the code system says of it
+    when held (status, designations, a missing display)."""
+    held = source.concept(system, code, version) if info is not None else None
+    return Entry(
+        system,
+        code,
+        listed.get("display") or (held.display if held else None),
+        info.version if info is not None else version,
+        held.inactive if held else False,
+        _abstract(held) if held else False,
+        designations(listed) + (held.designations if held else ()),
+    )
 
 
 def _has(concept: Concept | None, prop: str, test: Callable[[Any], bool]) -> bool:
