@@ -203,13 +203,11 @@ def test_exchange_use_on_fhir_and_introspect(world: World) -> None:
     assert claims["iss"] == f"{world.base}/auth" and claims["aud"] == world.base
     assert claims["sub"] == idnps and claims["SubjectNameID"] == idnps
     assert claims["fhirUser"] == f"Practitioner/{idnps}"
-    assert claims["acr"] == "eidas1" and claims["activity"] == 0
-    assert claims["activity_structure"] and set(claims["activity_structure"]) <= {
-        "finess",
-        "siret",
-        "rass",
-    }
-    assert claims["profession"]
+    assert claims["acr"] == "eidas1"
+    pro = claims["professional"]
+    assert pro["idnps"] == idnps and pro["activity"] == 0
+    assert pro["structure"] and set(pro["structure"]) <= {"finess", "siret", "rass"}
+    assert pro["profession"]
     assert claims["client_id"] == CLIENT
     assert "cnf" not in claims
     assert claims["exp"] - claims["iat"] == body["expires_in"]
@@ -232,7 +230,7 @@ def test_exchange_use_on_fhir_and_introspect(world: World) -> None:
     ).json()
     assert seen["active"] is True
     assert seen["sub"] == idnps and seen["scope"] == body["scope"]
-    assert seen["activity_structure"] == claims["activity_structure"]
+    assert seen["professional"] == claims["professional"]
     for bad in (psc, "not-a-token", ""):
         seen = httpx.post(
             f"{world.base}/auth/introspect", data={"token": bad}, auth=(CLIENT, SECRET)
@@ -312,7 +310,7 @@ def test_several_activities_need_a_choice(world: World) -> None:
     assert "activities" in description and "0: " in description and "1: " in description
     chosen = _exchange(world, psc, activity="1")
     assert chosen.status_code == 200, chosen.text
-    assert _claims(world, chosen.json()["access_token"])["activity"] == 1
+    assert _claims(world, chosen.json()["access_token"])["professional"]["activity"] == 1
     _error(_exchange(world, psc, activity="99"), 400, "invalid_request")
     _error(_exchange(world, psc, activity="x"), 400, "invalid_request")
 

@@ -67,7 +67,8 @@ def test_psc_list_then_a_token_for_a_professional(annuaire: tuple[str, str]) -> 
     claims = _claims(out.strip().splitlines()[-1])
     assert claims["sub"] == idnps and claims["SubjectNameID"] == idnps
     assert claims["fhirUser"] == f"Practitioner/{idnps}" and claims["acr"] == "eidas1"
-    assert claims["scope"] == "user/*.cruds" and claims["activity"] == 0
+    assert claims["scope"] == "user/*.cruds"
+    assert claims["professional"]["activity"] == 0 and claims["professional"]["idnps"] == idnps
     code, out, text = _run(
         app, "psc", "userinfo", number, "--data", data, "--state", state, "--activity", "0"
     )

@@ -491,3 +491,22 @@ def test_userinfo_for_leaves_inactive_roles_out_and_needs_an_idnps() -> None:
     assert claims["SubjectRefPro"]["exercices"][0]["activities"] == []
     with pytest.raises(ProfessionalContextError, match="has no IDNPS"):
         userinfo_for({**person, "identifier": []}, roles, orgs)
+
+
+def test_token_claims_round_trip_to_the_acting_professional() -> None:
+    """What a platform token carries for a professional reads back whole, and a malformed
+    claim is never half-trusted."""
+    from maison.security.principal import Principal
+    from maison.security.professional import ActingProfessional, token_claims
+
+    context = from_userinfo(SAMPLE, 0)
+    claims = {"iss": "i", "sub": context.national_id, **token_claims(context)}
+    acting = Principal.from_claims(claims).professional
+    assert acting is not None
+    assert acting.national_id == context.national_id
+    assert acting.profession == context.profession
+    assert acting.activity == 0 and acting.acr == "eidas1"
+    assert acting.secteur == context.activity.secteur and acting.role == context.activity.role
+    for broken in ({"activity": 0}, {"idnps": "8", "activity": "0"}, "x", {"idnps": 1}):
+        assert ActingProfessional.from_claims({"professional": broken}) is None
+    assert Principal.from_claims({"iss": "i", "sub": "s"}).professional is None

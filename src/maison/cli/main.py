@@ -203,7 +203,7 @@ def _professional_claims(
     cross-checked: what the local PSC provider would assert for him."""
     from maison.api.services import make_store
     from maison.fhir.definitions import default_definitions
-    from maison.security.professional import ProfessionalContextError, from_userinfo
+    from maison.security.professional import ProfessionalContextError, from_userinfo, token_claims
     from maison.services.psc.annuaire_lookup import check_professional, userinfo_for_professional
 
     defs = default_definitions()
@@ -222,12 +222,7 @@ def _professional_claims(
         f"professional {context.national_id}, activity {context.activity.index}: "
         f"{context.activity.describe()}"
     )
-    return context.national_id, {
-        "fhirUser": f"Practitioner/{context.national_id}",
-        "acr": context.acr or "eidas1",
-        "SubjectNameID": context.national_id,
-        "activity": context.activity.index,
-    }
+    return context.national_id, token_claims(context)
 
 
 @db_app.command("upgrade")

@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from maison.security.professional import ActingProfessional
+
 # SMART v2 permission letters, in the order the specification requires them.
 PERMISSIONS = "cruds"
 CONTEXTS = frozenset({"patient", "user", "system"})
@@ -141,6 +143,12 @@ class Principal:
             claims=MappingProxyType(dict(claims)),
             other_scopes=others,
         )
+
+    @functools.cached_property
+    def professional(self) -> ActingProfessional | None:
+        """The professional context the token carries (profession, structure, activity), or
+        None: https://industriels.esante.gouv.fr/produits-et-services/pro-sante-connect."""
+        return ActingProfessional.from_claims(self.claims)
 
     def compartment(self) -> tuple[str, str] | None:
         """The Patient compartment this caller is confined to, if any.

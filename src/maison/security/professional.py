@@ -665,3 +665,109 @@ def check_against_annuaire(
         f"({current} active there): choose another activity",
         "activity",
     )
+
+
+# --- the professional context carried by a platform access token -------------------------------
+#: The claim of platform access tokens that carries the professional context.
+PROFESSIONAL_CLAIM: Final = "professional"
+
+
+@dataclass(frozen=True)
+class ActingProfessional:
+    """The professional context a platform access token carries: what access decisions need
+    (profession, savoir-faire, structure, secteur, rôle, level of assurance).
+
+    https://industriels.esante.gouv.fr/produits-et-services/pro-sante-connect
+    """
+
+    national_id: str  # IDNPS
+    rpps: str | None
+    profession: str | None  # TRE_G15
+    category: str | None  # TRE_R09
+    savoir_faire_type: str | None  # TRE_R04
+    savoir_faire: str | None
+    secteur: str | None  # TRE_R02
+    role: str | None  # TRE_R21
+    structure: Mapping[str, str]  # finess / siret / rass of the chosen activity
+    activity: int
+    acr: str | None
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> ActingProfessional | None:
+        """The context of a validated token's claims; None when the token carries none (or a
+        malformed one: never trusted half-read)."""
+        body = claims.get(PROFESSIONAL_CLAIM)
+        if not isinstance(body, Mapping):
+            return None
+        national = body.get("idnps")
+        activity = body.get("activity")
+        structure = body.get("structure") or {}
+        if (
+            not isinstance(national, str)
+            or not national
+            or isinstance(activity, bool)
+            or not isinstance(activity, int)
+            or not isinstance(structure, Mapping)
+            or not all(isinstance(v, str) for v in structure.values())
+        ):
+            return None
+
+        def text(name: str) -> str | None:
+            value = body.get(name)
+            return value if isinstance(value, str) and value else None
+
+        acr = claims.get("acr")
+        return cls(
+            national_id=national,
+            rpps=text("rpps"),
+            profession=text("profession"),
+            category=text("category"),
+            savoir_faire_type=text("savoir_faire_type"),
+            savoir_faire=text("savoir_faire"),
+            secteur=text("secteur"),
+            role=text("role"),
+            structure=dict(structure),
+            activity=activity,
+            acr=acr if isinstance(acr, str) else None,
+        )
+
+
+def structure_ids(activity: Activity) -> dict[str, str]:
+    """The identifiers of an activity's structure (FINESS, SIRET, RASS id), those it has."""
+    cells = {
+        "finess": activity.finess_site or activity.finess_ej,
+        "siret": activity.siret,
+        "rass": activity.rass_id,
+    }
+    return {k: v for k, v in cells.items() if v}
+
+
+def token_claims(context: ProfessionalContext) -> dict[str, Any]:
+    """The claims a platform access token carries for a professional in his chosen activity
+    (read back by :meth:`ActingProfessional.from_claims`).
+
+    https://industriels.esante.gouv.fr/produits-et-services/pro-sante-connect
+    """
+    act = context.activity
+    professional: dict[str, Any] = {
+        "idnps": context.national_id,
+        "activity": act.index,
+        "structure": structure_ids(act),
+    }
+    cells = {
+        "rpps": context.rpps,
+        "profession": act.profession,
+        "category": act.category,
+        "savoir_faire_type": act.savoir_faire_type,
+        "savoir_faire": act.savoir_faire,
+        "secteur": act.secteur,
+        "role": act.role,
+    }
+    professional.update({k: v for k, v in cells.items() if v})
+    claims: dict[str, Any] = {
+        "SubjectNameID": context.national_id,
+        "fhirUser": f"Practitioner/{context.national_id}",
+        "acr": context.acr or "eidas1",
+        PROFESSIONAL_CLAIM: professional,
+    }
+    return claims

@@ -41,7 +41,7 @@ from maison.security import pki
 from maison.security.issuer import LocalIssuer
 from maison.security.jwks import KeySource
 from maison.security.principal import Scope
-from maison.security.professional import ProfessionalContext, ProfessionalContextError
+from maison.security.professional import ProfessionalContextError, token_claims
 from maison.security.professional import from_userinfo as context_from_userinfo
 from maison.security.tokens import JwtAuthenticator
 from maison.services.psc.annuaire_lookup import check_professional, userinfo_for_professional
@@ -166,15 +166,6 @@ def _activity(value: str | None) -> int | None:
     return int(value)
 
 
-def _structure(context: ProfessionalContext) -> dict[str, str]:
-    act = context.activity
-    cells = {
-        "finess": act.finess_site or act.finess_ej,
-        "siret": act.siret,
-        "rass": act.rass_id,
-    }
-    return {k: v for k, v in cells.items() if v}
-
 
 class TokenExchange:
     """PSC access token → platform API token: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
@@ -289,17 +280,9 @@ class TokenExchange:
         except ProfessionalContextError as error:
             code = "invalid_request" if error.reason in ("choice", "invalid") else "invalid_grant"
             raise OAuthError(code, f"{error.message} ({error.reason})") from None
-        extra: dict[str, Any] = {
-            "client_id": client.client_id,
-            "SubjectNameID": context.national_id,
-            "fhirUser": f"Practitioner/{context.national_id}",
-            "activity": context.activity.index,
-            "activity_structure": _structure(context),
-        }
+        extra: dict[str, Any] = {"client_id": client.client_id, **token_claims(context)}
         if acr is not None:
             extra["acr"] = acr
-        if context.profession:
-            extra["profession"] = context.profession
         if thumbprint is not None:
             extra["cnf"] = {"x5t#S256": thumbprint}
         lifetime = min(self.max_lifetime, remaining)
