@@ -19,7 +19,9 @@ from rich.progress import Progress
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.annuaire import annuaire_app
 from maison.cli.ins import ins_app
+from maison.cli.keys import keys_app
 from maison.cli.options import DataOpt, StateOpt
+from maison.cli.patients import patient_app
 from maison.cli.pki import pki_app
 from maison.cli.psc import psc_app
 from maison.cli.terminology import terminology_app
@@ -36,6 +38,8 @@ app.add_typer(annuaire_app, name="annuaire")
 app.add_typer(psc_app, name="psc")
 app.add_typer(pki_app, name="pki")
 app.add_typer(terminology_app, name="terminology")
+app.add_typer(keys_app, name="keys")
+app.add_typer(patient_app, name="patient")
 console = Console(stderr=True)
 
 
