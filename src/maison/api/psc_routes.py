@@ -190,6 +190,7 @@ def psc_routes(services: Services) -> list[Route]:
                 userinfo_for_professional, services.store, services.defs, claims["SubjectNameID"]
             )
         except OAuthError as error:
+            log.info("PSC userinfo refused: %s (%s)", error.error, error.description)
             return _oauth_error(error)
         except ProfessionalContextError as error:
             log.info("PSC userinfo refused (%s)", error.reason)
@@ -207,6 +208,7 @@ def psc_routes(services: Services) -> list[Route]:
         try:
             target = await run_in_threadpool(provider.logout, params)
         except OAuthError as error:
+            log.info("PSC logout refused: %s", error.description)
             return _page(
                 f"<p class=err>Déconnexion refusée : {html.escape(error.description)}.</p>", 400
             )
