@@ -204,3 +204,24 @@ def import_annuaire(srv: Server, path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def maison_cli(srv: Server, *args: str) -> str:
+    """Run a ``maison`` command on a server's data and state; its stdout (asserts success)."""
+    out = subprocess.run(
+        [*MAISON, *args, "--data", srv.data, "--state", str(srv.state)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def guide_server(backend: str, tmp: Path, *guides: Path) -> Server:
+    """A server without demo data with these compiled guides installed (in this order)."""
+    srv = Server(backend_data(backend, tmp), tmp, free_port(), extra_args=["--no-demo"]).start()
+    for guide in guides:
+        maison_cli(srv, "ig", "install", str(guide))
+    time.sleep(1.5)  # every worker reloads the installed definitions within a second
+    return srv

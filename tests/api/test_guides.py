@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import orjson
 import pytest
 
 from maison.fhir.fhirpath import evaluate
-from servers import MAISON, Server, free_port
+from servers import Server, guide_server
 from support import CORPORA
 
 COMPILED = CORPORA / "compiled"
@@ -31,29 +29,8 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _guide_server(backend: str, tmp_path_factory: pytest.TempPathFactory, *guides: str) -> Server:
     """A server without demo data with these compiled guides installed (in this order)."""
-    from servers import backend_data
-
     tmp = tmp_path_factory.mktemp(guides[-1][:20])
-    srv = Server(backend_data(backend, tmp), tmp, free_port(), extra_args=["--no-demo"]).start()
-    for guide in guides:
-        out = subprocess.run(
-            [
-                *MAISON,
-                "ig",
-                "install",
-                str(COMPILED / guide),
-                "--data",
-                srv.data,
-                "--state",
-                str(srv.state),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-    time.sleep(1.5)  # every worker reloads the installed definitions within a second
-    return srv
+    return guide_server(backend, tmp, *(COMPILED / g for g in guides))
 
 
 @pytest.fixture(scope="module")

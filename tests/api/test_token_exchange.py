@@ -256,8 +256,9 @@ def test_client_authentication(world: World) -> None:
 
 def test_only_token_exchange_grant(world: World) -> None:
     psc = _crafted(world, world.single[1])
-    answer = _exchange(world, psc, grant_type="client_credentials")
-    _error(answer, 400, "unsupported_grant_type")
+    answer = _exchange(world, psc, grant_type="client_credentials")  # a SMART grant
+    _error(answer, 400, "unauthorized_client")  # …that this exchange client may not use
+    _error(_exchange(world, psc, grant_type="password"), 400, "unsupported_grant_type")
     answer = _exchange(world, psc, subject_token_type="urn:ietf:params:oauth:token-type:id_token")
     _error(answer, 400, "invalid_request")
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from typing import Any
 
 import httpx
-import orjson
-
-from maison.services.demo import synthetic
-from support import CORPORA
 
 INS_TEST = "https://maison.example.org/fhir/sid/ipp"  # random values are no INS
 
@@ -139,54 +134,3 @@ def test_batch_entries_are_independent(http: httpx.Client) -> None:
     codes = [e["response"]["status"].split()[0] for e in out["entry"]]
     assert codes == ["201", "422", "404"]
     assert out["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
-
-
-def _pdsm(name: str) -> dict[str, Any]:
-    path = next((CORPORA / "IG-FHIR-PDSM4DMP-EEDS").rglob(f"{name}.json"))
-    doc: dict[str, Any] = orjson.loads(path.read_bytes())
-    return doc
-
-
-def test_pdsm4dmp_iti65_submission(http: httpx.Client, server: Any) -> None:
-    """The ANS ITI-65 example: its subject is a conditional reference by INS. The example's
-    INS (123456789012345) has a wrong key, so no Patient can carry it: the submission is
-    refused, and goes through once it names a real qualified identity."""
-    doc = _pdsm("Bundle-example-td2-iti65-lot-soumission")
-    wrong = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "123456789012345"}
-    r = http.post("/Patient", json={"resourceType": "Patient", "identifier": [wrong]})
-    assert r.status_code == 422 and "expected 11" in r.text, r.text[:400]
-    r = http.post("/", json=copy.deepcopy(doc))
-    assert r.status_code == 412
-    assert "matches nothing" in r.json()["issue"][0]["diagnostics"]
-    patient = synthetic.patient_bundle(synthetic.bundle_rng(77, 1), 1)["entry"][0]["resource"]
-    with server.client(server.mint("system/*.*", "ins:assert-insi")) as vendor:
-        created = vendor.post("/Patient", json=patient)  # declares its INSi interrogation
-    assert created.status_code == 201, created.text[:400]
-    ins = next(i for i in patient["identifier"] if i["system"] == "urn:oid:1.2.250.1.213.1.4.10")
-    # the INS is named twice per entry: the conditional subject and the contained
-    # sourcePatientInfo Patient; both must be the qualified identity's (RNIV)
-    raw = orjson.dumps(doc)
-    raw = raw.replace(b"urn:oid:1.2.250.1.213.1.4.8", ins["system"].encode())
-    fixed = orjson.loads(raw.replace(b"123456789012345", ins["value"].encode()))
-    half = orjson.loads(
-        orjson.dumps(doc).replace(
-            b"urn:oid:1.2.250.1.213.1.4.8|123456789012345",
-            f"{ins['system']}|{ins['value']}".encode(),
-        )
-    )
-    r = http.post("/", json=half)  # the contained Patient still names the example's INS
-    assert r.status_code == 422 and "no Patient of this platform" in r.text, r.text[:400]
-    r = http.post("/", json=fixed)
-    assert r.status_code == 200, r.text
-    out = r.json()["entry"]
-    assert len(out) == len(doc["entry"])
-    assert all(e["response"]["status"] == "201 Created" for e in out)
-    subjects = [e["resource"]["subject"]["reference"] for e in out if "subject" in e["resource"]]
-    assert subjects and set(subjects) == {f"Patient/{created.json()['id']}"}
-
-
-def test_pdsm4dmp_replacement_needs_the_replaced_document(http: httpx.Client) -> None:
-    """The replacement example PATCHes DocumentReference/doc-x-id: refused while it is absent."""
-    r = http.post("/", json=_pdsm("Bundle-example-td2-1-remplacement"))
-    assert r.status_code in (404, 412), r.text
-    assert r.json()["issue"][0]["diagnostics"]

@@ -77,9 +77,16 @@ def test_openid_configuration(tmp_path: Path) -> None:
     assert config["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
     assert config["id_token_signing_alg_values_supported"] == ["ES256"]
     assert {"openid", "patient/*.rs", "user/*.cruds"} <= set(config["scopes_supported"])
-    # the token endpoint exchanges Pro Santé Connect tokens (RFC 8693)
+    # one token endpoint: SMART's grants and the exchange of PSC tokens (RFC 8693)
     assert config["token_endpoint"] == f"{ISSUER}/auth/token"
-    assert config["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    assert config["authorization_endpoint"] == f"{ISSUER}/auth/authorize"
+    assert config["grant_types_supported"] == [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
+    assert config["code_challenge_methods_supported"] == ["S256"]
 
 
 def test_minted_tokens_carry_the_claims_and_expire(tmp_path: Path) -> None:

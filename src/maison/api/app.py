@@ -14,12 +14,12 @@ import orjson
 from starlette.applications import Starlette
 
 from maison.api import bundles
-from maison.api import interactions as ix
 from maison.api.http import build_app
 from maison.api.ins_operations import load_demo_reference
 from maison.api.services import Services, build_services
 from maison.api.settings import Settings, server_file
 from maison.security.principal import Principal, parse_scopes
+from maison.store.interface import Stored, StoreTx
 
 log = logging.getLogger("maison")
 
@@ -51,15 +51,7 @@ def load_bundles(
     for bundle in items:
         if services.refresh_due():
             services.refresh()
-        ctx = ix.Context(
-            services.defs,
-            services.validate,
-            services.settings.base_url,
-            rules=services.write_rules(None),
-            unique=services.unique_claims(),
-            checks=services.write_checks(),
-            terms=services.search_terms(),
-        )
+        ctx = services.context(services.settings.base_url, None)
         if bundle.get("type") == "transaction":
             out = bundles.transaction(
                 ctx, services.runner(principal), services.store.new_id, bundle, True, False
@@ -98,19 +90,63 @@ def prepare(settings: Settings) -> Services:
             bundles_ = list(demo_bundles(settings.demo_patients, seed=2026))
             n = load_bundles(services, bundles_)
             log.info("loaded %d demo resources", n)
+            patients = [
+                e["resource"]
+                for b in bundles_
+                for e in b.get("entry", [])
+                if e.get("resource", {}).get("resourceType") == "Patient"
+            ]
             if services.identity_base is not None:
-                patients = [
-                    e["resource"]
-                    for b in bundles_
-                    for e in b.get("entry", [])
-                    if e.get("resource", {}).get("resourceType") == "Patient"
-                ]
                 m = load_demo_reference(services.identity_base, patients, seed=2026)
                 log.info("loaded %d identities into the demo INSi reference base", m)
             k = load_demo_annuaire(services, DEMO_ANNUAIRE_ROWS, seed=2026)
             log.info("loaded %d Annuaire Santé resources from a synthetic extraction", k)
+            d = load_demo_documents(services, patients[:DEMO_DMP_PATIENTS])
+            log.info("fed %d documents into the demo patients' DMP", d)
         services.store.set_meta("demo_loaded", "1")
     return services
+
+
+#: Demo patients whose DMP holds documents (a lab report, a discharge letter, a vaccination
+#: history, an imaging report each).
+DEMO_DMP_PATIENTS = 5
+
+
+def load_demo_documents(services: Services, patients: list[dict[str, Any]]) -> int:
+    """Feed the demo documents of these (stored) patients through ITI-65, as a producer
+    would; returns the documents fed (https://profiles.ihe.net/ITI/MHD/ITI-65.html)."""
+    from maison.services.demo.documents import demo_documents
+
+    dmp = services.dmp
+    if dmp is None:
+        return 0
+    principal = system_principal()
+    ctx = services.context(services.settings.base_url, principal)
+    fed = 0
+    for patient in patients:
+        ins = next(
+            (i for i in patient.get("identifier") or [] if "1.2.250.1.213.1.4." in i["system"]),
+            None,
+        )
+        if ins is None:
+            continue
+        system, value = str(ins["system"]), str(ins["value"])
+
+        def holders(tx: StoreTx, system: str = system, value: str = value) -> list[Stored]:
+            return tx.holders("Patient", "identifier", system, value)
+
+        held = services.store.read(holders)
+        if not held:
+            continue
+        bundle = demo_documents(patient, f"Patient/{held[0].id}")
+        if bundle is None:
+            continue
+        out = dmp.provide_bundle(ctx, services.runner(principal), bundle, True, False)
+        assert out.resource is not None
+        fed += sum(
+            1 for e in out.resource["entry"] if e["response"]["location"].startswith("Document")
+        )
+    return fed
 
 
 #: Rows of the synthetic Annuaire Santé extraction the demo start imports.

@@ -5,7 +5,7 @@ https://hl7.org/fhir/R4/http.html#transaction
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -24,6 +24,9 @@ from maison.store.interface import StoreTx
 
 # run(fn, write) executes fn on a store transaction (group-committed when writing).
 Runner = Callable[[Callable[[StoreTx], Any], bool], Any]
+# Writes of an MHD transaction module after a transaction's entries, in the same unit:
+# (transaction, results by entry index) -> None; a refusal raises.
+After = Callable[[StoreTx, dict[int, "ix.Result"]], None]
 
 REASONS = {
     200: "OK",
@@ -69,11 +72,12 @@ def _run_entry(
     resolve: Callable[[str], str | None] | None,
     assigned: dict[int, str],
     prefer_lenient: bool,
+    urls: Mapping[str, str] | None = None,
 ) -> ix.Result:
     segments, query = split_url(entry.url)
     body = entry.resource
     if body is not None and resolve is not None:
-        body = rewrite_references(body, resolve)
+        body = rewrite_references(body, resolve, urls)
     m = entry.method
     if m in ("GET", "HEAD"):
         rtype = _type_of(ctx, segments, entry)
@@ -241,8 +245,11 @@ def transaction(
     bundle: dict[str, Any],
     minimal: bool,
     lenient: bool,
+    after: After | None = None,
 ) -> dict[str, Any]:
-    """Process a transaction: all entries succeed together or nothing is written."""
+    """Process a transaction: all entries succeed together or nothing is written. ``after``
+    (an MHD transaction module's own writes, e.g. superseding replaced documents) runs in the
+    same store transaction once every entry is written."""
     entries = parse_entries(bundle)
     if bundle.get("type") != "transaction":
         raise invalid("Not a transaction")
@@ -258,10 +265,18 @@ def transaction(
                 continue
             try:
                 results[e.index] = _run_entry(
-                    ctx, tx, entry=e, resolve=resolve, assigned=assigned, prefer_lenient=lenient
+                    ctx,
+                    tx,
+                    entry=e,
+                    resolve=resolve,
+                    assigned=assigned,
+                    prefer_lenient=lenient,
+                    urls=mapping,
                 )
             except FhirError as err:
                 raise entry_error(e, err) from None
+        if after is not None:
+            after(tx, results)
         return results
 
     results: dict[int, ix.Result] = run(work, True)

@@ -20,6 +20,7 @@ STATUS: dict[Category, int] = {
     Category.METHOD_NOT_ALLOWED: 405,
     Category.TOO_LARGE: 413,
     Category.URI_TOO_LONG: 414,
+    Category.RANGE: 416,
     Category.MEDIA_TYPE: 415,
     Category.NOT_ACCEPTABLE: 406,
     Category.TIMEOUT: 503,

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from maison.api.psc_routes import PREFIX as PSC_PREFIX
 from maison.api.psc_routes import make_provider
 from maison.api.services import Services
+from maison.api.smart_routes import SmartServer, make_smart
 from maison.security.jwks import KeySource, RemoteJwks, StaticJwks
 from maison.services.psc.exchange import (
     TokenExchange,
@@ -43,7 +44,10 @@ from maison.services.psc.exchange import (
     certificate_from_header,
     exchange_clients,
 )
-from maison.services.psc.provider import OAuthError
+from maison.services.psc.provider import OAuthError, basic_credentials
+
+#: Grants of the SMART authorization server (``smart_routes``) served at the same endpoint.
+SMART_GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 
 log = logging.getLogger("maison.exchange")
 
@@ -108,15 +112,47 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+def _exchange_only(exchange: TokenExchange, smart: SmartServer, authorization: str | None) -> bool:
+    """Whether the caller authenticates as an exchange client that is no SMART client (it
+    may not use the SMART grants: RFC 6749 §5.2 ``unauthorized_client``)."""
+    credentials = basic_credentials(authorization)
+    if credentials is None or smart.clients.clients.get(credentials[0]) is not None:
+        return False
+    try:
+        exchange.authenticate_client(authorization)
+    except OAuthError:
+        return False
+    return True
+
+
 def exchange_routes(services: Services) -> list[Route]:
-    """``POST /auth/token`` (token exchange) and ``POST /auth/introspect``: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
+    """``POST /auth/token`` (token exchange, and the SMART grants dispatched to
+    ``smart_routes``) and ``POST /auth/introspect``: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
     exchange = make_exchange(services)
     if exchange is None:
         log.info("token exchange not served: an external issuer signs the platform's tokens")
         return []
     trust_header = services.settings.trust_client_cert_header
+    smart = make_smart(services)
 
     async def token(request: Request) -> Response:
+        # one endpoint for every grant: SMART's (RFC 6749, RFC 7523) and token exchange
+        if smart is not None and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            form = await _form(request)
+            if form.get("grant_type") in SMART_GRANTS:
+                authorization = request.headers.get("authorization")
+                try:
+                    if _exchange_only(exchange, smart, authorization):
+                        raise OAuthError(
+                            "unauthorized_client", "this client is registered for token exchange"
+                        )
+                    answer = await run_in_threadpool(smart.token, form, authorization)
+                except OAuthError as error:
+                    log.info("SMART token refused: %s (%s)", error.error, form.get("grant_type"))
+                    return _error(error)
+                return _json(answer)
         try:
             client = exchange.authenticate_client(request.headers.get("authorization"))
             form = await _form(request)
@@ -134,7 +170,15 @@ def exchange_routes(services: Services) -> list[Route]:
             form = await _form(request)
         except OAuthError as error:
             return _error(error)
-        return _json(await run_in_threadpool(exchange.introspect, form.get("token")))
+        answer = await run_in_threadpool(exchange.introspect, form.get("token"))
+        grant_id = answer.get("grant_id")
+        if (
+            smart is not None
+            and isinstance(grant_id, str)
+            and await run_in_threadpool(smart.tokens.revoked, grant_id)
+        ):
+            answer = {"active": False}  # its grant was revoked (replayed code, RFC 7009)
+        return _json(answer)
 
     return [
         Route("/auth/token", token, methods=["POST"]),

@@ -5,16 +5,20 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
+import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from maison.api import bundles, operations
@@ -24,6 +28,7 @@ from maison.api.errors import status_of
 from maison.api.exchange_routes import exchange_routes
 from maison.api.psc_routes import psc_routes
 from maison.api.services import Services
+from maison.api.smart_routes import smart_routes
 from maison.fhir.errors import Category, FhirError, Issue, invalid, operation_outcome
 from maison.security.binding import (
     CERT_HEADER,
@@ -33,6 +38,8 @@ from maison.security.binding import (
 )
 from maison.security.guard import GuardedTx
 from maison.security.principal import Principal
+from maison.security.scopes import authorize
+from maison.services.dmp import provide
 from maison.store.interface import StoreTx
 
 log = logging.getLogger("maison.api")
@@ -58,7 +65,9 @@ def fhir_response(
 def error_response(error: FhirError, token_sent: bool = True) -> Response:
     """An error value as an OperationOutcome response (the only place this happens)."""
     status = status_of(error)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(error.headers)
+    if status == 413:  # the rest of the body is not wanted: the client stops sending
+        headers["connection"] = "close"
     if status == 401:  # RFC 6750 §3.1: no error code when no token was sent
         headers["www-authenticate"] = (
             'Bearer realm="maison", error="invalid_token"'
@@ -128,21 +137,20 @@ class FhirEndpoint:
 
     def context(self, request: Request, principal: Principal) -> ix.Context:
         """The per-request handler context."""
-        base = self.s.settings.public_url or str(request.base_url)
-        return ix.Context(
-            self.s.defs,
-            self.s.validate,
-            base.rstrip("/"),
-            rules=self.s.write_rules(principal),
-            unique=self.s.unique_claims(),
-            checks=self.s.write_checks(),
-            terms=self.s.search_terms(),
-        )
+        return self.s.context(self.s.settings.public_url or str(request.base_url), principal)
 
     async def handle(self, request: Request) -> Response:
         try:
             return await self._handle(request)
         except FhirError as err:
+            if err.category in (Category.UNAUTHORIZED, Category.FORBIDDEN):
+                # the reason only: the messages never carry the token itself
+                log.info(
+                    "access refused on %s %s: %s",
+                    request.method,
+                    request.url.path[:200],
+                    err.message[:300],
+                )
             return error_response(err, bool(request.headers.get("authorization")))
         except Exception:  # never a bare 500: log it, answer with an OperationOutcome
             log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -165,6 +173,13 @@ class FhirEndpoint:
             )
             check_binding(principal.claims, presented)
         method = request.method
+        if (
+            method == "POST"
+            and request.url.path.strip("/") == "Binary"
+            and self.s.dmp is not None
+            and _media(request.headers.get("content-type")) not in (*JSON_TYPES, None)
+        ):  # a raw document, streamed to the blob store
+            return await self._upload(request, principal)
         if len(request.url.query) > MAX_QUERY:
             raise FhirError(
                 Category.URI_TOO_LONG,
@@ -175,6 +190,13 @@ class FhirEndpoint:
         params = parse_qsl(request.url.query, keep_blank_values=True)
         if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in params):
             raise invalid("NUL characters are not allowed in URLs or search values")
+        if (
+            method in ("GET", "HEAD")
+            and len(segments) == 2
+            and segments[0] == "Binary"
+            and self.s.dmp is not None
+        ):  # ITI-68: the document itself, unless the client asks for the FHIR resource
+            return await self._retrieve(request, principal, segments[1], params)
         _check_accept(request, params)
         prefer = _prefer(request)
         ctype = _media(request.headers.get("content-type"))
@@ -214,6 +236,88 @@ class FhirEndpoint:
             raise _unsupported(self.s, method, segments)
         return self._render(ctx, result, prefer, method)
 
+    async def _upload(self, request: Request, principal: Principal) -> Response:
+        """Create a Binary from a raw document body, streamed to the encrypted blob store and
+        refused as soon as it passes the configured limit, never held whole in memory
+        (https://hl7.org/fhir/R4/binary.html#rest); a DocumentReference then names it."""
+        dmp = self.s.dmp
+        assert dmp is not None
+        authorize(principal, "create", "Binary")  # before reading a byte of the body
+        limit = self.s.settings.max_document_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise FhirError(
+                Category.TOO_LARGE, f"The document is larger than the limit of {limit:,} bytes"
+            )
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        stream = request.stream().__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        def chunks() -> Iterator[bytes]:
+            while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+                yield chunk
+
+        info = await anyio.to_thread.run_sync(lambda: dmp.blobs.put(chunks(), max_bytes=limit))
+        ctx = self.context(request, principal)
+        binary = {"resourceType": "Binary", "contentType": content_type.split(";")[0].strip()}
+        try:
+            result = await self.s.run_write(
+                principal,
+                lambda tx: ix.create(ctx, tx, "Binary", binary, res_id=info.blob_id, fresh=True),
+            )
+        except BaseException:
+            await run_in_threadpool(dmp.blobs.delete, info.blob_id)
+            raise
+        headers = {"x-content-sha1": info.sha1_base64, "x-content-size": str(info.size)}
+        response = self._render(ctx, result, _prefer(request), "POST")
+        response.headers.update(headers)
+        return response
+
+    async def _retrieve(
+        self, request: Request, principal: Principal, res_id: str, params: list[tuple[str, str]]
+    ) -> Response:
+        """Retrieve Document [ITI-68]: the Binary's content, raw, whole or by one byte range;
+        as a FHIR Binary (content inline) when the client asks for FHIR JSON
+        (https://profiles.ihe.net/ITI/MHD/ITI-68.html, https://hl7.org/fhir/R4/binary.html#rest)."""
+        dmp = self.s.dmp
+        assert dmp is not None
+        ctx = self.context(request, principal)
+        result = await run_in_threadpool(
+            self.s.run, principal, False, lambda tx: ix.read(ctx, tx, "Binary", res_id)
+        )
+        binary = result.resource or {}
+        stored = result.stored
+        headers = {"etag": ix.etag(stored)} if stored is not None else {}
+        if _wants_fhir(request, params):
+            body = await run_in_threadpool(dmp.inline, binary)
+            return fhir_response(200, None if request.method == "HEAD" else body, headers)
+        content_type = str(binary.get("contentType") or "application/octet-stream")
+        blobs = dmp.blobs
+        if not await run_in_threadpool(blobs.exists, res_id):
+            raw = base64.b64decode(binary.get("data") or "")  # a Binary stored before the DMP
+            return Response(raw, media_type=content_type, headers=headers)
+        size = await run_in_threadpool(blobs.size, res_id)
+        span = _byte_range(request.headers.get("range"), size)
+        headers["accept-ranges"] = "bytes"
+        headers["content-disposition"] = "inline"
+        if span is None:
+            start, end, status = 0, size, 200
+        else:
+            start, end, status = span[0], span[1], 206
+            headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["content-length"] = str(end - start)
+        if request.method == "HEAD":
+            return Response(b"", status_code=status, media_type=content_type, headers=headers)
+        chunks = await run_in_threadpool(blobs.open, res_id, start, end)
+        return StreamingResponse(
+            chunks, status_code=status, media_type=content_type, headers=headers
+        )
+
     def _route(
         self,
         ctx: ix.Context,
@@ -246,6 +350,13 @@ class FhirEndpoint:
                 raise invalid("POST to the base URL takes a batch or transaction Bundle")
             minimal = prefer.get("return") == "minimal"
             run = s.runner(principal)
+            dmp = s.dmp
+            if dmp is not None and provide.is_provide_bundle(body):  # MHD ITI-65
+                return (
+                    lambda: dmp.provide_bundle(ctx, run, body, minimal, lenient),
+                    _nothing,
+                    True,
+                )
             if body.get("type") == "transaction":
                 return (
                     lambda: ix.Result(
@@ -259,6 +370,16 @@ class FhirEndpoint:
                 _nothing,
                 True,
             )
+
+        if (
+            n == 1
+            and method == "POST"
+            and seg[0] == "DocumentReference"
+            and s.dmp is not None
+            and provide.is_simplified_publish(body)
+        ):  # MHD ITI-105
+            dmp, run = s.dmp, s.runner(principal)
+            return lambda: dmp.simplified_publish(ctx, run, body), _nothing, True
 
         op_code, op_type, op_id = _operation_target(seg)
         if op_code is not None:
@@ -364,6 +485,52 @@ def _operation_target(seg: list[str]) -> tuple[str | None, str | None, str | Non
     return None, None, None
 
 
+def _wants_fhir(request: Request, params: list[tuple[str, str]]) -> bool:
+    """Whether a Binary read asks for the FHIR resource rather than the raw content
+    (https://hl7.org/fhir/R4/binary.html#rest)."""
+    fmt = next((v for k, v in params if k == "_format"), "")
+    accept = request.headers.get("accept", "")
+    return "json" in fmt.lower() or any(t in accept for t in JSON_TYPES)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as [start, end) within ``size``; None for the whole content; a
+    range outside the content raises 416 (https://www.rfc-editor.org/rfc/rfc7233#section-2.1).
+    Several ranges are answered with the whole content, as RFC 7233 §3.1 allows."""
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        if first == "":  # suffix: the last N bytes
+            n = int(last)
+            if n <= 0:
+                raise ValueError
+            start, end = max(0, size - n), size
+        else:
+            start = int(first)
+            end = size if last == "" else min(int(last) + 1, size)
+            if start < 0 or end <= start:
+                raise ValueError
+    except ValueError:
+        raise FhirError(
+            Category.RANGE,
+            f"Range '{header[:60]}' cannot be served: the document has {size:,} bytes",
+            headers={"content-range": f"bytes */{size}"},
+        ) from None
+    if start >= size:
+        raise FhirError(
+            Category.RANGE,
+            f"Range '{header[:60]}' starts beyond the document's {size:,} bytes",
+            headers={"content-range": f"bytes */{size}"},
+        )
+    return start, end
+
+
 def _nothing(_tx: StoreTx) -> None:
     return None
 
@@ -431,6 +598,7 @@ def build_app(services: Services) -> Starlette:
         ),
         *psc_routes(services),  # the local Pro Santé Connect provider: public, like discovery
         *exchange_routes(services),  # token exchange and introspection (RFC 8693, RFC 7662)
+        *smart_routes(services),  # SMART authorization server: authorize, launch, revoke
         Route("/", endpoint.handle, methods=ALL_METHODS),
         Route("/{path:path}", endpoint.handle, methods=ALL_METHODS),
     ]

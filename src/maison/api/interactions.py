@@ -52,6 +52,11 @@ Holders = Callable[[str, str, str, str], list[Stored]]
 # A business check on a write that looks at other resources (e.g. an INS named in a document
 # must belong to a qualified identity); a refusal raises. Registered by the composition root.
 WriteCheck = Callable[[dict[str, Any], Holders], None]
+# Whether the current version of a resource of one type may be deleted; a refusal raises.
+DeleteRule = Callable[[dict[str, Any]], None]
+# A service's rule on searches of one type (e.g. MHD ITI-67: the patient is required; results
+# by service date): the search parameters as they will run; a refusal raises.
+SearchRule = Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
 
 
 @dataclass
@@ -65,6 +70,8 @@ class Context:
     rules: dict[str, WriteRule] = field(default_factory=dict)
     unique: dict[str, UniqueClaims] = field(default_factory=dict)
     checks: dict[str, WriteCheck] = field(default_factory=dict)
+    deletes: dict[str, DeleteRule] = field(default_factory=dict)
+    searches: dict[str, SearchRule] = field(default_factory=dict)
     #: expands token :in/:not-in/:below/:above (None: the definitions' value sets only)
     terms: SearchTerminology | None = None
 
@@ -320,6 +327,11 @@ def conditional_patch(
 def delete(ctx: Context, tx: StoreTx, res_type: str, res_id: str) -> Result:
     """delete: https://hl7.org/fhir/R4/http.html#delete (history is kept)."""
     check_type(ctx, res_type)
+    rule = ctx.deletes.get(res_type)
+    if rule is not None:
+        current = tx.read(res_type, res_id)
+        if current is not None and not current.deleted and current.resource is not None:
+            rule(current.resource)
     stored = tx.delete(res_type, res_id)
     return Result(
         200,
@@ -360,6 +372,9 @@ def search(
 ) -> Result:
     """search, also within a compartment, or across types when ``res_type`` is empty:
     https://hl7.org/fhir/R4/http.html#search."""
+    rule = ctx.searches.get(res_type) if compartment is None else None
+    if rule is not None:
+        params = rule(params)
     if res_type:
         check_type(ctx, res_type)
         query = parse_search(

@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
+from maison.api import interactions as ix
+from maison.api.dmp import DocumentSharing
+from maison.api.dmp_operations import register_dmp
 from maison.api.ins_operations import register_ins
-from maison.api.interactions import UniqueClaim, UniqueClaims, WriteCheck, WriteRule
+from maison.api.interactions import (
+    DeleteRule,
+    SearchRule,
+    UniqueClaim,
+    UniqueClaims,
+    WriteCheck,
+    WriteRule,
+)
 from maison.api.merge_operations import register_merge
 from maison.api.operations import Registry
 from maison.api.settings import Settings
@@ -27,9 +38,12 @@ from maison.security.issuer import LocalIssuer
 from maison.security.jwks import RemoteJwks
 from maison.security.principal import Principal
 from maison.security.tokens import JwtAuthenticator
+from maison.services.dmp import lifecycle, provide
 from maison.services.ins import rules as ins_rules
+from maison.services.ins.accounts import ins_identity
 from maison.services.ins.reliability import InsiEvidence
 from maison.services.ins.rules import INSI_ASSERT_SCOPE
+from maison.store.blobs import open_blob_store
 from maison.store.crypto import Keyring
 from maison.store.identity_base import IdentityBase
 from maison.store.interface import StoreTx
@@ -62,6 +76,8 @@ class Services:
     identity_base: IdentityBase | None = None
     #: the terminologies loaded with `maison terminology load` (NOS, LOINC, SNOMED CT)
     terminologies: SqlTerminology | None = None
+    #: the DMP's document sharing (ITI-65/105/68), its content in the blob store
+    dmp: DocumentSharing | None = None
 
     def terminology(self, defs: Definitions) -> TerminologySource:
         """The loaded terminologies, then the definitions' code systems, value sets and maps
@@ -110,12 +126,12 @@ class Services:
         """Run ``fn`` on a store transaction seen through the caller's permissions; writes are
         group-committed and return only once durable."""
         if write:
-            return self.store.write(lambda tx: fn(GuardedTx(tx, principal)))
-        return self.store.read(lambda tx: fn(GuardedTx(tx, principal)))
+            return self.store.write(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
+        return self.store.read(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
 
     async def run_write(self, principal: Principal, fn: Callable[[GuardedTx], T]) -> T:
         """Queue ``fn`` for the group-commit writer and await it, without blocking a thread."""
-        fut = self.store.write_future(lambda tx: fn(GuardedTx(tx, principal)))
+        fut = self.store.write_future(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
         result: T = await asyncio.wrap_future(fut)
         return result
 
@@ -146,7 +162,10 @@ class Services:
         def patient(new: dict[str, Any], old: dict[str, Any] | None) -> Any:
             return ins_rules.patient_write(new, old, may_assert, clock().date(), evidence)
 
-        return {"Patient": patient}
+        def document(new: dict[str, Any], old: dict[str, Any] | None) -> Any:
+            return lifecycle.check_update(new, old)
+
+        return {"Patient": patient, "DocumentReference": document, "Binary": lifecycle.check_binary}
 
     def unique_claims(self) -> dict[str, UniqueClaims]:
         """Identifiers one resource holds alone: a matricule INS belongs to one Patient
@@ -178,11 +197,46 @@ class Services:
 
         return {"Patient": patient}
 
+    def search_rules(self, principal: Principal | None) -> dict[str, SearchRule]:
+        """Rules of the services on searches: a professional's or a patient's Find Document
+        References names the patient, and results come by service date
+        (https://profiles.ihe.net/ITI/MHD/ITI-67.html)."""
+        system = principal is None or any(s.context == "system" for s in principal.scopes)
+
+        # the service date: PDSm's period-start once the guide is installed, else the date
+        # the document was written (the core period parameter sorts open periods last)
+        known = self.defs.search_params("DocumentReference")
+        service_date = "period-start" if "period-start" in known else "date"
+
+        def documents(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+            return provide.find_documents_query(params, not system, service_date)
+
+        return {"DocumentReference": documents}
+
+    def delete_rules(self) -> dict[str, DeleteRule]:
+        """What may not be deleted: a DMP document is never deleted physically through the API
+        (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD3.3c)."""
+        return {"DocumentReference": lifecycle.check_delete, "Binary": lifecycle.check_delete}
+
     def write_checks(self) -> dict[str, WriteCheck]:
         """Checks of writes against other resources: documents and messages name a patient by
         INS only if the identity is qualified (https://esante.gouv.fr/produits-services/referentiel-ins)."""
         check = ins_rules.check_ins_emission
         return {t: check for t in ("DocumentReference", "Composition", "Bundle", "List")}
+
+    def context(self, base_url: str, principal: Principal | None) -> ix.Context:
+        """The handler context of one request (``principal`` None: the operator's imports)."""
+        return ix.Context(
+            self.defs,
+            self.validate,
+            base_url.rstrip("/"),
+            rules=self.write_rules(principal),
+            unique=self.unique_claims(),
+            checks=self.write_checks(),
+            deletes=self.delete_rules(),
+            searches=self.search_rules(principal),
+            terms=self.search_terms(),
+        )
 
     def runner(self, principal: Principal) -> Runner:
         """A runner for the bundle processor."""
@@ -197,20 +251,73 @@ class Services:
         return self.issuer.openid_configuration(base_url) if self.issuer else None
 
     def smart_configuration(self, base_url: str) -> dict[str, Any]:
-        """SMART App Launch discovery: https://hl7.org/fhir/smart-app-launch/conformance.html."""
+        """SMART App Launch discovery, the ``/auth`` OpenID metadata plus SMART capabilities: https://hl7.org/fhir/smart-app-launch/conformance.html."""
+        if self.issuer is None:  # an external issuer: its own discovery says the rest
+            return {
+                "issuer": self.settings.issuer_url,
+                "capabilities": ["permission-v1", "permission-v2"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+        oidc = self.issuer.openid_configuration(base_url)
+        names = (
+            "issuer", "jwks_uri", "authorization_endpoint", "token_endpoint",
+            "introspection_endpoint", "revocation_endpoint", "grant_types_supported",
+            "token_endpoint_auth_methods_supported",
+            "token_endpoint_auth_signing_alg_values_supported", "scopes_supported",
+            "response_types_supported", "code_challenge_methods_supported",
+        )  # fmt: skip
         return {
-            "issuer": self.settings.issuer_url,
-            "jwks_uri": f"{base_url}/.well-known/jwks.json" if self.issuer else None,
-            "grant_types_supported": ["client_credentials"],
-            "scopes_supported": [
-                "system/*.read",
-                "system/*.write",
-                "user/*.read",
-                "patient/*.read",
-            ],
-            "capabilities": ["permission-v1", "permission-v2"],
-            "code_challenge_methods_supported": ["S256"],
+            **{k: oidc[k] for k in names},
+            "capabilities": list(SMART_CAPABILITIES),
         }
+
+
+#: What the SMART authorization server does: https://hl7.org/fhir/smart-app-launch/conformance.html#capabilities.
+SMART_CAPABILITIES = (
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "sso-openid-connect",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
+    "permission-v2",
+)
+
+
+def identity_status(store: SqlStore, system: str, value: str) -> str | None:
+    """The identity status (FR Core code; ``QUAL`` only when the INS may be emitted) of the
+    Patient carrying an INS, None when none does (https://esante.gouv.fr/produits-services/referentiel-ins)."""
+    holders = store.read(lambda tx: tx.holders("Patient", "identifier", system, value))
+    for held in holders:
+        if held.resource is not None and not held.deleted:
+            identity = ins_identity(held.resource)
+            return "QUAL" if identity.qualified else (identity.status or "PROV")
+    return None
+
+
+def subject_patient(store: SqlStore, subject: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Patient a subject names: ``Patient/id``, ``Patient?identifier=system|value`` or a
+    logical reference by identifier (https://hl7.org/fhir/R4/references.html)."""
+    ref = subject.get("reference")
+    ident = subject.get("identifier")
+    if isinstance(ref, str) and ref.startswith("Patient/"):
+        stored = store.read(lambda tx: tx.read("Patient", ref.split("/")[1]))
+        return stored.resource if stored is not None and not stored.deleted else None
+    if isinstance(ref, str) and ref.startswith("Patient?identifier="):
+        system, _, value = unquote(ref.split("=", 1)[1]).partition("|")
+        ident = {"system": system, "value": value}
+    if isinstance(ident, Mapping) and isinstance(ident.get("value"), str):
+        return {"resourceType": "Patient", "identifier": [dict(ident)]}
+    return None
 
 
 def make_store(settings: Settings, defs: Definitions) -> SqlStore:
@@ -253,5 +360,17 @@ def build_services(settings: Settings) -> Services:
     services.identity_base = IdentityBase(store)
     register_ins(services.operations, services.identity_base, lambda: store.clock().date())
     register_merge(services.operations)
+    register_dmp(services.operations, store.clock)
     register_terminology(services.operations, defs, services.terminology)
+    state = settings.state_dir
+    strict = settings.dmp_strict if settings.dmp_strict is not None else not settings.demo
+    services.dmp = DocumentSharing(
+        blobs=open_blob_store(state / "blobs", state / "keys"),
+        terminology=lambda: services.terminology(services.defs),
+        has_profile=lambda url: url in services.defs.structure_definitions,
+        strict=strict,
+        new_id=store.new_id,
+        identity=lambda system, value: identity_status(store, system, value),
+        patient=lambda subject: subject_patient(store, subject),
+    )
     return services

@@ -29,6 +29,11 @@ class Settings:
     demo: bool = True  # load the synthetic demo dataset into an empty store
     demo_patients: int = 20
     sqlite_synchronous: str = "FULL"
+    #: refuse to feed the DMP without its reference data (NOS value sets, PDSm guide); None:
+    #: refuse unless the server runs with demo data (then feed, with a warning)
+    dmp_strict: bool | None = None
+    #: largest document a client may upload raw (POST Binary), streamed to the blob store
+    max_document_bytes: int = 512 * 1024 * 1024
     workers: int = 1
 
     @property

@@ -24,6 +24,7 @@ from maison.cli.options import DataOpt, StateOpt
 from maison.cli.patients import patient_app
 from maison.cli.pki import pki_app
 from maison.cli.psc import psc_app
+from maison.cli.smart import smart_app
 from maison.cli.terminology import terminology_app
 from maison.fhir.errors import FhirError
 from maison.store.crypto import DataKeyError
@@ -40,6 +41,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(keys_app, name="keys")
 app.add_typer(patient_app, name="patient")
+app.add_typer(smart_app, name="smart")
 console = Console(stderr=True)
 
 
@@ -69,6 +71,16 @@ def serve(
     max_body: Annotated[int, typer.Option(help="Largest accepted request body (bytes).")] = (
         16 * 1024 * 1024
     ),
+    max_document: Annotated[
+        int, typer.Option(help="Largest document uploaded raw (POST Binary), in bytes.")
+    ] = 512 * 1024 * 1024,
+    dmp_strict: Annotated[
+        bool | None,
+        typer.Option(
+            help="Refuse to feed the DMP without its NOS value sets and PDSm guide "
+            "(default: refuse unless demo data is loaded)."
+        ),
+    ] = None,
     state: StateOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     sqlite_synchronous: Annotated[
@@ -98,6 +110,8 @@ def serve(
         audience=audience,
         demo=demo,
         max_body_bytes=max_body,
+        max_document_bytes=max_document,
+        dmp_strict=dmp_strict,
         workers=workers,
         sqlite_synchronous=sqlite_synchronous.upper(),
     )

@@ -5,7 +5,7 @@ https://hl7.org/fhir/R4/http.html#transaction
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,20 +94,25 @@ def transaction_order(entries: list[Entry]) -> list[Entry]:
     return sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index))
 
 
-def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
-    """Replace every Reference.reference (and urn:uuid/oid uri values) for which
-    ``resolve`` returns a new value (https://hl7.org/fhir/R4/bundle.html#references)."""
+def rewrite_references(
+    node: Any, resolve: Callable[[str], str | None], urls: Mapping[str, str] | None = None
+) -> Any:
+    """Replace every Reference.reference for which ``resolve`` returns a new value, and every
+    ``url`` element (e.g. ``Attachment.url``) naming an entry's fullUrl found in ``urls``
+    (https://hl7.org/fhir/R4/bundle.html#references)."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for k, v in node.items():
             if k == "reference" and isinstance(v, str):
                 new = resolve(v)
                 out[k] = new if new is not None else v
+            elif k == "url" and isinstance(v, str) and urls is not None and v in urls:
+                out[k] = urls[v]
             else:
-                out[k] = rewrite_references(v, resolve)
+                out[k] = rewrite_references(v, resolve, urls)
         return out
     if isinstance(node, list):
-        return [rewrite_references(v, resolve) for v in node]
+        return [rewrite_references(v, resolve, urls) for v in node]
     return node
 
 

@@ -25,6 +25,7 @@ class Category(StrEnum):
     METHOD_NOT_ALLOWED = "method-not-allowed"  # 405
     TOO_LARGE = "too-large"  # 413
     URI_TOO_LONG = "uri-too-long"  # 414
+    RANGE = "range"  # 416: a byte range outside the content
     MEDIA_TYPE = "media-type"  # 415
     NOT_ACCEPTABLE = "not-acceptable"  # 406
     TIMEOUT = "timeout"  # 503 (statement timeout)
@@ -45,6 +46,7 @@ ISSUE_CODE: dict[Category, str] = {
     Category.METHOD_NOT_ALLOWED: "not-supported",
     Category.TOO_LARGE: "too-costly",
     Category.URI_TOO_LONG: "too-costly",
+    Category.RANGE: "invalid",
     Category.MEDIA_TYPE: "not-supported",
     Category.NOT_ACCEPTABLE: "not-supported",
     Category.TIMEOUT: "timeout",
@@ -80,6 +82,7 @@ class FhirError(Exception):
     category: Category
     message: str
     issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # HTTP headers the answer carries
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

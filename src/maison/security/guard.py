@@ -10,8 +10,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from maison.fhir.errors import FhirError
-from maison.fhir.search import SearchQuery
+import orjson
+
+from maison.fhir.definitions import Definitions
+from maison.fhir.errors import Category, FhirError
+from maison.fhir.search import SearchQuery, compartment_criterion, parse_search
 from maison.security.principal import Principal
 from maison.security.readonly import check_change
 from maison.security.scopes import authorize
@@ -26,15 +29,74 @@ PROTECTABLE_TYPES = frozenset(
 
 @dataclass
 class GuardedTx:
-    """A StoreTx seen through one principal's permissions."""
+    """A StoreTx seen through one principal's permissions: its scopes, and, for a patient
+    token, the Patient compartment of its patient (SMART ``patient/`` scopes)."""
 
     tx: StoreTx
     principal: Principal
+    defs: Definitions | None = None
+
+    # --- the patient compartment of a patient/ token ------------------------------------
+    def _confined(self) -> tuple[str, str] | None:
+        return self.principal.compartment() if self.defs is not None else None
+
+    def _member(self, stored: Stored | None, owner: tuple[str, str]) -> bool:
+        """Whether a stored resource is one a patient token may see: in its Patient
+        compartment, the content of a document that is, or reference data outside any
+        compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html)."""
+        if stored is None or stored.resource is None or stored.deleted:
+            return True  # nothing to show: the handler says not found / gone
+        assert self.defs is not None
+        kind, pid = owner
+        if stored.type == kind:
+            return stored.id == pid
+        if stored.type == "Binary":
+            context = stored.resource.get("securityContext")
+            ref = context.get("reference") if isinstance(context, Mapping) else None
+            if not isinstance(ref, str) or "/" not in ref:
+                return False
+            ctype, _, cid = ref.rpartition("/")
+            return self._member(self.tx.read(ctype.rsplit("/", 1)[-1], cid), owner)
+        codes = self.defs.compartments.get(kind, {}).get(stored.type)
+        if not codes:
+            return True  # directory and reference data (Practitioner, Organization…)
+        query = parse_search(self.defs, stored.type, [("_id", stored.id)])
+        query.criteria.append(compartment_criterion(self.defs, kind, pid, stored.type))
+        query.count, query.total = 1, "none"
+        return bool(self.tx.search(query).entries)
+
+    def _check_member(self, stored: Stored | None) -> Stored | None:
+        owner = self._confined()
+        if owner is not None and not self._member(stored, owner):
+            assert stored is not None
+            raise FhirError(
+                Category.FORBIDDEN,
+                f"{stored.type}/{stored.id} is outside the record of {owner[0]}/{owner[1]}, "
+                "the only one this token may see",
+            )
+        return stored
+
+    def _check_written(self, res_type: str, resource: dict[str, Any]) -> None:
+        """A patient token writes only into its own record: the resource is its Patient or
+        names it (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html)."""
+        owner = self._confined()
+        if owner is None:
+            return
+        kind, pid = owner
+        if res_type == kind:
+            if resource.get("id") == pid:
+                return
+        elif f'"{kind}/{pid}"' in orjson.dumps(resource).decode():
+            return
+        raise FhirError(
+            Category.FORBIDDEN,
+            f"this token writes only into the record of {kind}/{pid}",
+        )
 
     def read(self, res_type: str, res_id: str) -> Stored | None:
         """read, allowed by a read scope on the type."""
         authorize(self.principal, "read", res_type)
-        return self.tx.read(res_type, res_id)
+        return self._check_member(self.tx.read(res_type, res_id))
 
     def replaced(self, res_type: str, res_id: str) -> Stored | None:
         """The version an update replaces, for write rules: allowed by an update scope (a
@@ -45,7 +107,9 @@ class GuardedTx:
     def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         """vread, allowed by a read scope on the type."""
         authorize(self.principal, "vread", res_type)
-        return self.tx.vread(res_type, res_id, version)
+        if self._confined() is not None:
+            self._check_member(self.tx.read(res_type, res_id))
+        return self._check_member(self.tx.vread(res_type, res_id, version))
 
     def create(
         self,
@@ -57,6 +121,7 @@ class GuardedTx:
         """create, allowed by a write/create scope on the type."""
         authorize(self.principal, "create", res_type)
         check_change(self.principal, "create", res_type, resource, None)
+        self._check_written(res_type, resource if res_id is None else {**resource, "id": res_id})
         return self.tx.create(res_type, resource, res_id, fresh)
 
     def update(
@@ -72,6 +137,9 @@ class GuardedTx:
             current = self.tx.replaced(res_type, res_id)
             old = current.resource if current is not None and not current.deleted else None
             check_change(self.principal, "update", res_type, resource, old)
+        if self._confined() is not None:
+            self._check_member(self.tx.read(res_type, res_id))
+            self._check_written(res_type, {**resource, "id": res_id})
         return self.tx.update(res_type, res_id, resource, expected_version)
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
@@ -81,6 +149,8 @@ class GuardedTx:
             current = self.tx.replaced(res_type, res_id)
             old = current.resource if current is not None and not current.deleted else None
             check_change(self.principal, "delete", res_type, None, old)
+        if self._confined() is not None:
+            self._check_member(self.tx.read(res_type, res_id))
         return self.tx.delete(res_type, res_id)
 
     def search(self, query: SearchQuery) -> SearchPage:
@@ -89,7 +159,13 @@ class GuardedTx:
             query = self._readable_types(query)
         else:
             authorize(self.principal, "search-type", query.resource_type)
+        owner = self._confined()
+        if owner is not None:
+            query = self._within(query, owner)
         page = self.tx.search(query)
+        if owner is not None and page.included:
+            kept_ = [s for s in page.included if self._member(s, owner)]
+            page = replace(page, included=kept_)
         if not page.included:
             return page
         readable: dict[str, bool] = {}
@@ -102,6 +178,28 @@ class GuardedTx:
                     readable[stored.type] = False
         kept = [s for s in page.included if readable[s.type]]  # _include never widens access
         return replace(page, included=kept)
+
+    def _within(self, query: SearchQuery, owner: tuple[str, str]) -> SearchQuery:
+        """A patient token's search, narrowed to its patient's compartment; a type outside
+        the compartment is directory data, searched whole; Binary is never searched (its
+        documents are reached through their DocumentReference)."""
+        assert self.defs is not None
+        kind, pid = owner
+        if query.types:
+            raise FhirError(
+                Category.FORBIDDEN,
+                "a patient token searches one resource type at a time, within its record",
+            )
+        rtype = query.resource_type
+        if rtype == "Binary":
+            raise FhirError(
+                Category.FORBIDDEN,
+                "documents are found through their DocumentReference, not by searching Binary",
+            )
+        if rtype == kind or self.defs.compartments.get(kind, {}).get(rtype):
+            criteria = [*query.criteria, compartment_criterion(self.defs, kind, pid, rtype)]
+            return replace(query, criteria=criteria)
+        return query
 
     def _readable_types(self, query: SearchQuery) -> SearchQuery:
         """A system-level search keeps the types the token may search; with ``_type``
@@ -169,4 +267,11 @@ class GuardedTx:
         """history, allowed by a read scope on the type (every type for system history)."""
         level = "history-instance" if res_id else "history-type" if res_type else "history-system"
         authorize(self.principal, level, res_type)
+        if self._confined() is not None:
+            if res_type is None or res_id is None:
+                raise FhirError(
+                    Category.FORBIDDEN,
+                    "a patient token reads the history of its own resources only, one at a time",
+                )
+            self._check_member(self.tx.read(res_type, res_id))
         return self.tx.history(res_type, res_id, since, count, before_seq)

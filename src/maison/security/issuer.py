@@ -28,17 +28,35 @@ RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "s
 SCOPES_SUPPORTED = (
     "openid",
     "fhirUser",
+    "profile",
     "launch",
     "launch/patient",
+    "offline_access",
+    "online_access",
     "patient/*.rs",
+    "patient/*.cruds",
+    "user/*.rs",
     "user/*.cruds",
+    "system/*.rs",
     "system/*.cruds",
     "patient/*.read",
+    "patient/*.write",
     "user/*.read",
     "user/*.write",
     "system/*.read",
     "system/*.write",
 )
+#: What ``/auth/token`` serves (SMART App Launch, Backend Services, RFC 8693).
+GRANT_TYPES_SUPPORTED = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
+#: Client authentication at ``/auth/token`` (public clients send only their client_id).
+TOKEN_AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "none")
+#: JWS algorithms of ``private_key_jwt`` client assertions (SMART Backend Services).
+ASSERTION_ALGORITHMS = ("RS384", "ES384")
 
 
 class LocalIssuer:
@@ -79,22 +97,31 @@ class LocalIssuer:
         return JwtAuthenticator(self.issuer_url, audience, self.key_source(), **options)
 
     def openid_configuration(self, base_url: str) -> dict[str, Any]:
-        """OpenID provider metadata: https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata."""
+        """OpenID provider metadata of ``/auth`` (the SMART authorization server, token
+        exchange and introspection): https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata."""
         base = base_url.rstrip("/")
-        # Tokens are minted by the CLI (development) or by exchanging a PSC token (RFC 8693)
         return {
             "issuer": self.issuer_url,
             "jwks_uri": f"{base}/.well-known/jwks.json",
+            "authorization_endpoint": f"{base}/auth/authorize",
             "token_endpoint": f"{base}/auth/token",
             "introspection_endpoint": f"{base}/auth/introspect",
-            "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "revocation_endpoint": f"{base}/auth/revoke",
+            "grant_types_supported": list(GRANT_TYPES_SUPPORTED),
+            "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+            "revocation_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
             "scopes_supported": list(SCOPES_SUPPORTED),
             "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "scope", "fhirUser", "patient"],
-        }
+            "claims_supported": [
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "scope", "fhirUser",
+                "patient", "representative", "SubjectNameID",
+            ],
+        }  # fmt: skip
 
     def mint(
         self,
@@ -122,6 +149,28 @@ class LocalIssuer:
             "scope": " ".join(scopes),
         }
         header = {"alg": ALGORITHM, "kid": self.kid, "typ": "at+jwt"}
+        return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
+
+    def id_token(
+        self,
+        subject: str,
+        client_id: str,
+        lifetime_seconds: int = 300,
+        extra_claims: Mapping[str, Any] | None = None,
+        now: float | None = None,
+    ) -> str:
+        """Sign an OpenID Connect ID token for a client: https://openid.net/specs/openid-connect-core-1_0.html#IDToken."""
+        issued = int(time.time() if now is None else now)
+        claims = {
+            **dict(extra_claims or {}),
+            "iss": self.issuer_url,
+            "sub": subject,
+            "aud": client_id,
+            "azp": client_id,
+            "iat": issued,
+            "exp": issued + lifetime_seconds,
+        }
+        header = {"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}
         return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
 
 

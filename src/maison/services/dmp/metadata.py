@@ -2,7 +2,9 @@
 restricts it to (JDV_J66 type, J57 class, J60 format, J61 facility type, J04 practice setting,
 J08 confidentiality), and the class the ASS_X16 correspondence gives for the type. The value
 sets and the correspondence come from the terminology service (``maison terminology load`` of
-the NOS); a metadatum whose value set is not loaded is refused rather than let through.
+the NOS); a metadatum whose DMP value set is not loaded is checked against the CI-SIS value
+set the DMP's restricts (JDV_J07/J06/J10/J02), with a warning saying so, and refused when
+neither is loaded, rather than let through.
 
 https://interop.esante.gouv.fr/ig/fhir/pdsm/ (XDS metadata bindings) and the DMP's NOS
 value sets https://mos.esante.gouv.fr/NOS/
@@ -34,6 +36,9 @@ class Binding:
     path: str  # where, for messages (FHIRPath-like)
     value_set: str  # NOS table name
     codings: Callable[[dict[str, Any]], Iterator[tuple[dict[str, Any], str]]]
+    #: the CI-SIS value set the DMP's restricts, checked (with a warning) when the DMP's own
+    #: is not loaded
+    fallback: str | None = None
 
 
 def _concept(*path: str) -> Callable[[dict[str, Any]], Iterator[tuple[dict[str, Any], str]]]:
@@ -65,13 +70,21 @@ def _concept(*path: str) -> Callable[[dict[str, Any]], Iterator[tuple[dict[str, 
 
 #: The DMP value sets of the XDS metadata (domain-spec §4, PDSm metadata table).
 BINDINGS: Final = (
-    Binding("type", "JDV_J66-TypeCode-DMP", _concept("type")),
-    Binding("category", "JDV_J57-ClassCode-DMP", _concept("category")),
-    Binding("content.format", "JDV_J60-FormatCode-DMP", _concept("content", "format")),
+    Binding("type", "JDV_J66-TypeCode-DMP", _concept("type"), "JDV_J07-XdsTypeCode-CISIS"),
+    Binding(
+        "category", "JDV_J57-ClassCode-DMP", _concept("category"), "JDV_J06-XdsClassCode-CISIS"
+    ),
+    Binding(
+        "content.format",
+        "JDV_J60-FormatCode-DMP",
+        _concept("content", "format"),
+        "JDV_J10-XdsFormatCode-CISIS",
+    ),
     Binding(
         "context.facilityType",
         "JDV_J61-HealthcareFacilityTypeCode-DMP",
         _concept("context", "facilityType"),
+        "JDV_J02-XdsHealthcareFacilityTypeCode-CISIS",
     ),
     Binding(
         "context.practiceSetting",
@@ -94,8 +107,36 @@ def metadata_issues(doc: dict[str, Any], source: TerminologySource) -> list[Issu
             system, code = coding.get("system"), coding.get("code")
             if not isinstance(code, str):
                 continue
-            verdict = bindings.contains(url, system if isinstance(system, str) else None, code)
+            sys_ = system if isinstance(system, str) else None
+            verdict = bindings.contains(url, sys_, code)
             shown = f"{system}#{code}" if system else repr(code)
+            if verdict is None and binding.fallback is not None:
+                wider = nos_url(binding.fallback)
+                broad = bindings.contains(wider, sys_, code)
+                if broad is not None:
+                    if broad:
+                        issues.append(
+                            Issue(
+                                "warning",
+                                "not-supported",
+                                f"{where}: {shown} checked against the CI-SIS value set "
+                                f"{binding.fallback} only: the DMP's own {binding.value_set} "
+                                "is not loaded on this server (maison terminology load)",
+                                (where,),
+                            )
+                        )
+                    else:
+                        issues.append(
+                            Issue(
+                                "error",
+                                "code-invalid",
+                                f"{where}: {shown} is not in the CI-SIS value set "
+                                f"{binding.fallback} ({wider}), which the DMP value set "
+                                f"{binding.value_set} restricts",
+                                (where,),
+                            )
+                        )
+                    continue
             if verdict is None:
                 issues.append(
                     Issue(

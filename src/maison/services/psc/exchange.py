@@ -166,7 +166,6 @@ def _activity(value: str | None) -> int | None:
     return int(value)
 
 
-
 class TokenExchange:
     """PSC access token → platform API token: https://www.rfc-editor.org/rfc/rfc8693#section-2."""
 

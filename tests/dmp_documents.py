@@ -1,0 +1,43 @@
+"""The DMP document builders, for the tests (they live with the demo data:
+:mod:`maison.services.demo.documents`)."""
+
+import uuid
+from typing import Any
+
+from maison.services.demo.documents import (
+    CONSULTATION,
+    LAB_REPORT,
+    cda_document,
+    document,
+    pdf,
+    provide_bundle,
+)
+
+__all__ = [
+    "CONSULTATION",
+    "INS_TEST",
+    "LAB_REPORT",
+    "cda_document",
+    "document",
+    "pdf",
+    "provide_bundle",
+    "qualified_patient",
+]
+
+
+INS_TEST = "urn:oid:1.2.250.1.213.1.4.10"
+
+
+def qualified_patient(srv: Any) -> tuple[str, str]:
+    """A patient whose INS the platform holds as qualified, created on the running server
+    ``srv`` (a :class:`servers.Server`): (reference, INS)."""
+    from maison.services.demo import synthetic
+
+    index = 10**6 + uuid.uuid4().int % 10**7
+    bundle = synthetic.patient_bundle(synthetic.bundle_rng(index, index), index)
+    patient = bundle["entry"][0]["resource"]
+    with srv.client(srv.mint("system/*.*", "ins:assert-insi")) as vendor:
+        made = vendor.post("/Patient", json=patient)
+    assert made.status_code == 201, made.text
+    ins = next(i["value"] for i in patient["identifier"] if i["system"] == INS_TEST)
+    return f"Patient/{made.json()['id']}", ins
