@@ -487,3 +487,23 @@ def test_an_upload_above_the_limit_is_refused_while_streaming(
         assert not [p for p in (Path(srv.state) / "blobs").rglob("*") if p.is_file()]
     finally:
         srv.stop()
+
+
+def test_find_document_lists(dmp: Server, patient: tuple[str, str]) -> None:
+    """ITI-66: the patient's SubmissionSets (and Folders) by code."""
+    ref, _ = patient
+    with dmp.client() as c:
+        r = _feed(c, provide_bundle(ref, [pdf("a"), pdf("b")]))
+        assert r.status_code == 200, r.text
+        lists = c.get(
+            "/List",
+            params={
+                "code": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes|submissionset",
+                "patient": ref,
+            },
+        )
+        assert lists.status_code == 200, lists.text
+        entries = lists.json()["entry"]
+        assert len(entries) == 1
+        items = [i["item"]["reference"] for i in entries[0]["resource"]["entry"]]
+        assert len(items) == 2 and all(i.startswith("DocumentReference/") for i in items)
