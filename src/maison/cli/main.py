@@ -172,7 +172,16 @@ def token(
     ] = None,
     subject: Annotated[str, typer.Option(help="Token subject.")] = "dev-user",
     lifetime: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
-    patient: Annotated[str | None, typer.Option(help="SMART launch patient id.")] = None,
+    patient: Annotated[
+        str | None,
+        typer.Option(
+            help="SMART launch patient: a Patient id, or a matricule INS (15 digits) looked up."
+        ),
+    ] = None,
+    system: Annotated[
+        str | None,
+        typer.Option(help="A backend client id: a system/ token with that client_id."),
+    ] = None,
     rpps: Annotated[
         str | None,
         typer.Option(help="A professional of the imported Annuaire (RPPS, ADELI or IDNPS)."),
@@ -199,7 +208,19 @@ def token(
         console.print("[red]This server trusts an external issuer; get tokens from it.[/red]")
         raise typer.Exit(2)
     issuer = LocalIssuer.load_or_create(settings.state_dir / "keys", info["issuer"])
+    if patient is not None and len(patient) == 15 and patient[:13].isdigit():
+        patient = _patient_by_ins(settings, patient)
     extra: dict[str, object] = {"patient": patient} if patient else {}
+    if system is not None:
+        if rpps is not None or patient is not None:
+            console.print("[red]--system mints a backend token: no --rpps, no --patient[/red]")
+            raise typer.Exit(2)
+        extra["client_id"] = system
+        subject = system
+        scope = scope or ["system/*.*"]
+        if any(not s.startswith("system/") for s in scope):
+            console.print("[red]a --system token carries system/ scopes only[/red]")
+            raise typer.Exit(2)
     if rpps is not None:
         subject, professional = _professional_claims(settings, rpps, activity)
         extra.update(professional)
@@ -212,6 +233,31 @@ def token(
         f"issuer {info['issuer']}, audience {info['audience']}, scopes {' '.join(scopes)}"
     )
     sys.stdout.write(jwt + "\n")
+
+
+def _patient_by_ins(settings: Settings, ins: str) -> str:
+    """The id of the Patient carrying a matricule INS (NIR, NIA or their test OIDs)."""
+    from maison.api.services import make_store
+    from maison.fhir.definitions import default_definitions
+    from maison.store.interface import Stored, StoreTx
+
+    store = make_store(settings, default_definitions())
+    try:
+        store.migrate()
+        for oid in ("8", "9", "10", "11"):
+            system = f"urn:oid:1.2.250.1.213.1.4.{oid}"
+
+            def holders(tx: StoreTx, system: str = system) -> list[Stored]:
+                return tx.holders("Patient", "identifier", system, ins)
+
+            held = store.read(holders)
+            if held:
+                console.print(f"patient {held[0].id} (INS {ins})")
+                return str(held[0].id)
+    finally:
+        store.close()
+    console.print(f"[red]no Patient carries the INS {ins}[/red]")
+    raise typer.Exit(2)
 
 
 def _professional_claims(
