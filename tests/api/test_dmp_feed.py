@@ -20,9 +20,10 @@ import httpx
 import orjson
 import pytest
 
-from dmp_documents import cda_document, pdf, provide_bundle
-from maison.services.demo import synthetic
+from dmp_documents import cda_document, pdf, provide_bundle, qualified_patient
+from maison.api.settings import Settings
 from maison.services.dmp.lifecycle import IS_ARCHIVED
+from maison.services.dmp.provide import DOCUMENT_PROFILE
 from servers import Server, guide_server, maison_cli
 from support import CORPORA, SHARED
 
@@ -42,21 +43,9 @@ def dmp(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     srv.stop()
 
 
-def _qualified_patient(srv: Server) -> tuple[str, str]:
-    """A patient whose INS the platform holds as qualified: (reference, INS)."""
-    index = 10**6 + uuid.uuid4().int % 10**7
-    bundle = synthetic.patient_bundle(synthetic.bundle_rng(index, index), index)
-    patient = bundle["entry"][0]["resource"]
-    with srv.client(srv.mint("system/*.*", "ins:assert-insi")) as vendor:
-        made = vendor.post("/Patient", json=patient)
-    assert made.status_code == 201, made.text
-    ins = next(i["value"] for i in patient["identifier"] if i["system"] == INS_TEST)
-    return f"Patient/{made.json()['id']}", ins
-
-
 @pytest.fixture
 def patient(dmp: Server) -> tuple[str, str]:
-    return _qualified_patient(dmp)
+    return qualified_patient(dmp)
 
 
 def _feed(c: httpx.Client, bundle: dict[str, Any]) -> httpx.Response:
@@ -116,7 +105,7 @@ def test_the_content_is_encrypted_at_rest(dmp: Server, patient: tuple[str, str])
     with dmp.client() as c:
         r = _feed(c, provide_bundle(patient[0], [pdf() + marker]))
         assert r.status_code == 200, r.text
-    blobs = Path(dmp.state) / "blobs"
+    blobs = _blob_dir(dmp)
     files = [p for p in blobs.rglob("*") if p.is_file()]
     assert files, "the content is stored in the blob store"
     assert not any(marker in p.read_bytes() for p in files)
@@ -158,7 +147,7 @@ def test_a_bad_feed_is_refused_with_its_reason_and_nothing_is_stored(
         bundle["entry"].append(copy.deepcopy(bundle["entry"][0]))
         bundle["entry"][-1]["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
     elif case == "other-patient":
-        other, _ = _qualified_patient(dmp)
+        other, _ = qualified_patient(dmp)
         doc["subject"] = {"reference": other}
     elif case == "unqualified":
         with dmp.client() as c:
@@ -181,8 +170,12 @@ def test_a_bad_feed_is_refused_with_its_reason_and_nothing_is_stored(
     assert _blob_files(dmp) == blobs_before
 
 
+def _blob_dir(srv: Server) -> Path:
+    return Settings(data=srv.data, state=str(srv.state)).blob_dir
+
+
 def _blob_files(srv: Server) -> set[str]:
-    return {str(p) for p in (Path(srv.state) / "blobs").rglob("*") if p.is_file()}
+    return {str(p) for p in _blob_dir(srv).rglob("*") if p.is_file()}
 
 
 def test_replacement_supersedes_the_old_document(dmp: Server, patient: tuple[str, str]) -> None:
@@ -202,7 +195,7 @@ def test_replacement_supersedes_the_old_document(dmp: Server, patient: tuple[str
         # a superseded document cannot be replaced again, nor one of another patient
         again = _feed(c, provide_bundle(ref, [pdf("v3")], replaces=f"DocumentReference/{old}"))
         assert again.status_code == 422 and "not current" in again.text
-        other, _ = _qualified_patient(dmp)
+        other, _ = qualified_patient(dmp)
         foreign = _feed(c, provide_bundle(other, [pdf("x")], replaces=f"DocumentReference/{new}"))
         assert foreign.status_code == 422 and "another patient" in foreign.text
         assert c.get(f"/DocumentReference/{new}").json()["status"] == "current"
@@ -289,7 +282,7 @@ def test_without_the_nos_a_strict_server_refuses_to_feed(
     tmp = tmp_path_factory.mktemp("dmp-strict")
     srv = guide_server(backend, tmp, *(COMPILED / g for g in GUIDES))
     try:
-        ref, _ = _qualified_patient(srv)
+        ref, _ = qualified_patient(srv)
         with srv.client() as c:
             r = _feed(c, provide_bundle(ref))
         assert r.status_code == 422, r.text
@@ -315,7 +308,7 @@ def test_pdsm4dmp_iti65_example(dmp: Server) -> None:
         wrong = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "123456789012345"}
         r = c.post("/Patient", json={"resourceType": "Patient", "identifier": [wrong]})
         assert r.status_code == 422 and "expected 11" in r.text, r.text[:400]
-        _ref, ins = _qualified_patient(dmp)
+        _ref, ins = qualified_patient(dmp)
         raw = orjson.dumps(doc).replace(b"urn:oid:1.2.250.1.213.1.4.8", INS_TEST.encode())
         fixed = orjson.loads(raw.replace(b"123456789012345", ins.encode()))
         for bundle in (doc, fixed):
@@ -355,7 +348,7 @@ def test_a_cda_document_agrees_with_its_metadata(dmp: Server, patient: tuple[str
         assert bad.status_code == 422, bad.text
         assert "document type" in bad.text and "act" in bad.text, bad.text
         # a CDA about another patient than the one the metadata name
-        other_ref, _ = _qualified_patient(dmp)
+        other_ref, _ = qualified_patient(dmp)
         xml, master = cda_document(resource, ins)
         foreign = _feed(c, provide_bundle(other_ref, [xml], content_type="text/xml", master=master))
         assert foreign.status_code == 422 and "patient INS" in foreign.text, foreign.text
@@ -393,7 +386,7 @@ def test_find_document_references_names_the_patient_and_sorts_by_service_date(
 def test_a_patient_token_sees_only_its_own_record(dmp: Server) -> None:
     """SMART patient/ scopes confine a token to its patient's compartment: its documents and
     their content, never another patient's (403), and it writes only into its record."""
-    (mine, _), (theirs, _) = _qualified_patient(dmp), _qualified_patient(dmp)
+    (mine, _), (theirs, _) = qualified_patient(dmp), qualified_patient(dmp)
     docs: dict[str, str] = {}
     with dmp.client() as c:
         for ref in (mine, theirs):
@@ -484,7 +477,7 @@ def test_an_upload_above_the_limit_is_refused_while_streaming(
                 pass  # the server closed the connection once it had said no
             assert sent < 64, f"the client could send {sent} MB before the refusal"
             assert c.get("/Binary", params={"_summary": "count"}).json()["total"] == 0
-        assert not [p for p in (Path(srv.state) / "blobs").rglob("*") if p.is_file()]
+        assert not [p for p in _blob_dir(srv).rglob("*") if p.is_file()]
     finally:
         srv.stop()
 
@@ -507,3 +500,123 @@ def test_find_document_lists(dmp: Server, patient: tuple[str, str]) -> None:
         assert len(entries) == 1
         items = [i["item"]["reference"] for i in entries[0]["resource"]["entry"]]
         assert len(items) == 2 and all(i.startswith("DocumentReference/") for i in items)
+
+
+def test_the_dmp_scenario_through_fhirpy_and_raw_http(
+    dmp: Server, patient: tuple[str, str]
+) -> None:
+    """Submission → search → retrieve → replace → mask → archive, with fhirpy (a client
+    nobody here wrote) next to raw HTTP, the results in their PDSm shapes."""
+    from fhirpy import SyncFHIRClient
+
+    ref, ins = patient
+    client = SyncFHIRClient(dmp.base_url, authorization=f"Bearer {dmp.token}")
+    response = client.execute("", method="post", data=provide_bundle(ref, [pdf("v1")]))
+    assert response["type"] == "transaction-response"
+    first = response["entry"][1]["response"]["location"].split("/")[1]
+    found = (
+        client.resources("DocumentReference")
+        .search(**{"patient.identifier": f"{INS_TEST}|{ins}", "status": "current"})
+        .fetch_all()
+    )
+    assert first in {d.id for d in found}
+    doc = client.reference("DocumentReference", first).to_resource()
+    assert DOCUMENT_PROFILE in doc["meta"]["profile"]
+    url = doc["content"][0]["attachment"]["url"]
+    with dmp.client() as c:
+        assert c.get(f"/{url}").content == pdf("v1")
+    replaced = client.execute(
+        "",
+        method="post",
+        data=provide_bundle(ref, [pdf("v2")], replaces=f"DocumentReference/{first}"),
+    )
+    second = replaced["entry"][1]["response"]["location"].split("/")[1]
+    assert client.reference("DocumentReference", first).to_resource()["status"] == "superseded"
+    with dmp.client() as c:
+        patch = {"content-type": "application/json-patch+json"}
+        masked = c.patch(
+            f"/DocumentReference/{second}",
+            json=[
+                {"op": "replace", "path": "/securityLabel/0/coding/0/code", "value": "MASQUE_PS"}
+            ],
+            headers=patch,
+        )
+        assert masked.status_code == 200, masked.text
+        archived = c.patch(
+            f"/DocumentReference/{second}",
+            json=[
+                {
+                    "op": "add",
+                    "path": "/extension",
+                    "value": [{"url": IS_ARCHIVED, "valueBoolean": True}],
+                }
+            ],
+            headers=patch,
+        )
+        assert archived.status_code == 200, archived.text
+    final = client.reference("DocumentReference", second).to_resource()
+    assert final["securityLabel"][0]["coding"][0]["code"] == "MASQUE_PS"
+    assert final["extension"] == [{"url": IS_ARCHIVED, "valueBoolean": True}]
+    assert final["meta"]["versionId"] == "3"
+    current = (
+        client.resources("DocumentReference").search(patient=ref, status="current").fetch_all()
+    )
+    assert {d.id for d in current} == {second}
+
+
+MHD_PROVIDE = sorted((COMPILED / "IHE-ITI.MHD").glob("Bundle-ex-*ProvideDocumentBundle*.json"))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MHD_PROVIDE if "response" not in p.name], ids=lambda p: p.stem
+)
+def test_ihe_mhd_examples_are_refused_by_the_dmp_with_the_true_reason(
+    dmp: Server, patient: tuple[str, str], path: Path
+) -> None:
+    """IHE's international examples code their documents with LOINC types and SNOMED facility
+    types outside the DMP's value sets, some declare a size their content does not have (24
+    bytes for 23) or name no patient: the DMP refuses them, each with its reason, and stores
+    nothing."""
+    bundle = orjson.loads(path.read_bytes())
+    raw = orjson.dumps(bundle).replace(b"Patient/ex-patient", patient[0].encode())
+    with dmp.client() as c:
+        before = _count(c, "DocumentReference")
+        r = _feed(c, orjson.loads(raw))
+        assert 400 <= r.status_code < 500, r.text
+        reason = r.json()["issue"][0]["diagnostics"]
+        assert any(
+            words in reason
+            for words in (
+                "DMP value set",
+                "CI-SIS value set",
+                "ASS_X16",
+                "Binary",
+                "not valid",
+                "not known",
+                "attachment.size says",
+                "attachment.hash",
+                "names no patient",
+            )
+        ), reason
+        assert _count(c, "DocumentReference") == before
+
+
+def test_the_pdsm_simplified_publish_example_is_refused_for_its_wrong_size(
+    dmp: Server, patient: tuple[str, str]
+) -> None:
+    """PDSm's ITI-105 example says its document has 250,000 bytes and the SHA-1 of nothing,
+    but carries "Hello World": refused with that reason."""
+    doc = orjson.loads(
+        (
+            COMPILED
+            / "IG-fhir-partage-de-documents-de-sante"
+            / "DocumentReference-PDSmSimplifiedExample.json"
+        ).read_bytes()
+    )
+    doc["subject"] = {"reference": patient[0]}
+    with dmp.client() as c:
+        r = c.post("/DocumentReference", json={k: v for k, v in doc.items() if k != "id"})
+    assert r.status_code in (400, 422), r.text
+    assert "attachment.size says 250,000 bytes but the document has 11" in r.text or (
+        "DMP value set" in r.text or "not valid" in r.text
+    ), r.text

@@ -66,6 +66,8 @@ class DocumentSharing:
     #: the Patient a document's subject names (a reference or a logical identifier), to
     #: compare with a CDA header; None when it cannot be read
     patient: Callable[[Mapping[str, Any]], dict[str, Any] | None] = lambda _subject: None
+    #: refuses a feed whose patient's DMP is closed, opposed to feeding or merged
+    feeding: Callable[[str | None], None] = lambda _patient: None
 
     # --- checks shared by ITI-65 and ITI-105 -----------------------------------------------
     def _document_issues(self, doc: dict[str, Any], where: str) -> list[Issue]:
@@ -123,6 +125,7 @@ class DocumentSharing:
     ) -> ix.Result:
         """Provide Document Bundle [ITI-65]: https://profiles.ihe.net/ITI/MHD/ITI-65.html."""
         plan = provide.plan(bundle)
+        self.feeding(plan.patient)  # before anything is stored
         entries: list[Any] = [dict(e) for e in bundle["entry"]]
         warnings: list[Issue] = []
         for i in plan.documents:

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from maison.api import interactions as ix
 from maison.api.dmp import DocumentSharing
-from maison.api.dmp_operations import register_dmp
+from maison.api.dmp_operations import feeding_check, register_dmp
 from maison.api.ins_operations import register_ins
 from maison.api.interactions import (
     DeleteRule,
@@ -365,12 +365,13 @@ def build_services(settings: Settings) -> Services:
     state = settings.state_dir
     strict = settings.dmp_strict if settings.dmp_strict is not None else not settings.demo
     services.dmp = DocumentSharing(
-        blobs=open_blob_store(state / "blobs", state / "keys"),
+        blobs=open_blob_store(settings.blob_dir, state / "keys"),
         terminology=lambda: services.terminology(services.defs),
         has_profile=lambda url: url in services.defs.structure_definitions,
         strict=strict,
         new_id=store.new_id,
         identity=lambda system, value: identity_status(store, system, value),
         patient=lambda subject: subject_patient(store, subject),
+        feeding=feeding_check(store.read),
     )
     return services

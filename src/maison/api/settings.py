@@ -49,6 +49,13 @@ class Settings:
         return Path(DEFAULT_DATA if self.is_url else self.data).resolve()
 
     @property
+    def blob_dir(self) -> Path:
+        """Where documents' encrypted content lives: ``DATA/blobs`` next to the SQLite
+        database, ``STATE/blobs`` when ``data`` is a database URL (unless S3 is configured)."""
+        root = self.state_dir if self.is_url else Path(self.data).resolve()
+        return root / "blobs"
+
+    @property
     def database_url(self) -> str:
         """The SQLAlchemy URL of the store."""
         if self.is_url:

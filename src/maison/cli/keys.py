@@ -28,8 +28,7 @@ def blob_dirs(data: str, state: str | None) -> tuple[Path, Path]:
     """The blob folder (``DATA/blobs``, or ``STATE/blobs`` when --data is a URL) and the key
     folder (``STATE/keys``)."""
     settings = Settings(data=data, state=state, demo=False)
-    root = settings.state_dir if settings.is_url else Path(settings.data).resolve()
-    return root / "blobs", settings.state_dir / "keys"
+    return settings.blob_dir, settings.state_dir / "keys"
 
 
 def _open(data: str, state: str | None) -> BlobStore:

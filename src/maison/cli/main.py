@@ -18,6 +18,7 @@ from rich.progress import Progress
 
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.annuaire import annuaire_app
+from maison.cli.dmp import dmp_app
 from maison.cli.ins import ins_app
 from maison.cli.keys import keys_app
 from maison.cli.options import DataOpt, StateOpt
@@ -42,6 +43,7 @@ app.add_typer(terminology_app, name="terminology")
 app.add_typer(keys_app, name="keys")
 app.add_typer(patient_app, name="patient")
 app.add_typer(smart_app, name="smart")
+app.add_typer(dmp_app, name="dmp")
 console = Console(stderr=True)
 
 

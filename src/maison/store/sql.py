@@ -736,6 +736,26 @@ class SqlTx:
         self._swap(res_type, res_id, current[0], version, None, "DELETE")
         return Stored(res_type, res_id, version, self.now(), True, None, "DELETE")
 
+    def purge(self, res_type: str, res_id: str) -> int:
+        """Remove a resource physically: every version, its history and its index rows, in
+        this transaction; returns the versions removed (0: nothing was stored). Only the purge
+        of a closed DMP past its retention period uses it (``maison dmp purge``); a delete
+        keeps history (https://hl7.org/fhir/R4/http.html#delete)."""
+        self.flush()
+        self._touch(res_type)
+        for table in INDEX_TABLES.values():
+            self.conn.execute(
+                delete(table).where(table.c.res_type == res_type, table.c.res_id == res_id)
+            )
+        h = resource_history.c
+        removed = self.conn.execute(
+            delete(resource_history).where(h.res_type == res_type, h.res_id == res_id)
+        ).rowcount
+        self.conn.execute(
+            delete(resource).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        )
+        return int(removed or 0)
+
     def _swap(
         self,
         res_type: str,
