@@ -804,3 +804,21 @@ def test_no_token_code_or_secret_in_the_server_log(world: World) -> None:
     assert leaked == []
     for secret in (CONF_SECRET, PASSWORD, EXCHANGE_SECRET):
         assert secret not in log
+
+
+def test_fhirclient_discovers_the_authorization_server_from_the_capability_statement(
+    world: World,
+) -> None:
+    """The CapabilityStatement names the endpoints (SMART oauth-uris extension), so fhirclient
+    finds them with no setup, and they are the smart-configuration's."""
+    from fhirclient import client as fhir_client
+
+    smart = fhir_client.FHIRClient(
+        settings={"app_id": DEV, "api_base": world.base, "redirect_uri": REDIRECT}
+    )
+    smart.prepare()
+    conf = httpx.get(f"{world.base}/.well-known/smart-configuration").json()
+    auth = smart.server.auth
+    assert auth is not None
+    assert auth._authorize_uri == conf["authorization_endpoint"]
+    assert auth._token_uri == conf["token_endpoint"]

@@ -60,9 +60,25 @@ def _resources(defs: Definitions) -> tuple[dict[str, Any], ...]:
 
 
 def capability_statement(
-    defs: Definitions, base_url: str, registry: Registry | None = None
+    defs: Definitions,
+    base_url: str,
+    registry: Registry | None = None,
+    oauth: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """This server's CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html)."""
+    """This server's CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html);
+    ``oauth`` names its authorization server's endpoints (``authorize``, ``token``,
+    ``revoke``…) for SMART clients that discover them there
+    (https://hl7.org/fhir/smart-app-launch/conformance.html#using-cors)."""
+    oauth_uris = (
+        [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": k, "valueUri": v} for k, v in sorted(oauth.items())],
+            }
+        ]
+        if oauth
+        else []
+    )
     registry = registry or Registry()
     resources = []
     for entry in _resources(defs):
@@ -86,6 +102,7 @@ def capability_statement(
             {
                 "mode": "server",
                 "security": {
+                    **({"extension": oauth_uris} if oauth_uris else {}),
                     "cors": False,
                     "service": [
                         {

@@ -552,7 +552,10 @@ def build_app(services: Services) -> Starlette:
     async def metadata(request: Request) -> Response:
         base = services.settings.public_url or str(request.base_url)
         return fhir_response(
-            200, capability_statement(services.defs, base.rstrip("/"), services.operations)
+            200,
+            capability_statement(
+                services.defs, base.rstrip("/"), services.operations, services.oauth_uris(base)
+            ),
         )
 
     async def health(_request: Request) -> Response:

@@ -250,6 +250,21 @@ class Services:
         """The local issuer's discovery document (development mode only)."""
         return self.issuer.openid_configuration(base_url) if self.issuer else None
 
+    def oauth_uris(self, base_url: str) -> dict[str, str] | None:
+        """The authorization server's endpoints for the CapabilityStatement's SMART
+        ``oauth-uris`` extension; None when an external issuer is trusted (its own discovery
+        says): https://hl7.org/fhir/smart-app-launch/conformance.html."""
+        if self.issuer is None:
+            return None
+        config = self.smart_configuration(base_url.rstrip("/"))
+        names = {
+            "authorize": "authorization_endpoint",
+            "token": "token_endpoint",
+            "revoke": "revocation_endpoint",
+            "introspect": "introspection_endpoint",
+        }
+        return {k: str(config[v]) for k, v in names.items() if config.get(v)}
+
     def smart_configuration(self, base_url: str) -> dict[str, Any]:
         """SMART App Launch discovery, the ``/auth`` OpenID metadata plus SMART capabilities: https://hl7.org/fhir/smart-app-launch/conformance.html."""
         if self.issuer is None:  # an external issuer: its own discovery says the rest
