@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
+from maison.cli.access import access_app
 from maison.cli.annuaire import annuaire_app
 from maison.cli.dmp import dmp_app
 from maison.cli.ins import ins_app
@@ -44,6 +45,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(patient_app, name="patient")
 app.add_typer(smart_app, name="smart")
 app.add_typer(dmp_app, name="dmp")
+app.add_typer(access_app, name="access")
 console = Console(stderr=True)
 
 
