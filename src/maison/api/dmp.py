@@ -38,6 +38,7 @@ from maison.services.dmp import cda, lifecycle, provide
 from maison.services.dmp.metadata import metadata_issues
 from maison.store.blobs import BlobStore
 from maison.store.interface import StoreTx
+from maison.terminology.service import expansion_cache
 from maison.terminology.source import TerminologySource
 
 log = logging.getLogger("maison.dmp")
@@ -75,7 +76,7 @@ class DocumentSharing:
         error, returns the warnings."""
         warnings: list[Issue] = []
         errors: list[Issue] = []
-        for issue in metadata_issues(doc, self.terminology()):
+        for issue in metadata_issues(doc, self.terminology(), expansion_cache()):
             moved = Issue(
                 issue.severity,
                 issue.code,

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from maison.fhir.errors import FhirError, Issue
 from maison.terminology.binding import ServiceBindings
+from maison.terminology.compose import ExpansionCache
 from maison.terminology.source import TerminologySource, canonical_system
 from maison.terminology.translate import translate
 
@@ -96,10 +97,13 @@ BINDINGS: Final = (
 TYPE_TO_CLASS: Final = "ASS_X16-CorrespondanceType-Classe-DMP"
 
 
-def metadata_issues(doc: dict[str, Any], source: TerminologySource) -> list[Issue]:
+def metadata_issues(
+    doc: dict[str, Any], source: TerminologySource, cache: ExpansionCache | None = None
+) -> list[Issue]:
     """Why the DMP refuses a DocumentReference's coded metadata (empty: it accepts them), each
-    issue naming the value set or the correspondence (https://mos.esante.gouv.fr/NOS/)."""
-    bindings = ServiceBindings(source)
+    issue naming the value set or the correspondence; ``cache`` keeps the value sets'
+    expansions between documents (https://mos.esante.gouv.fr/NOS/)."""
+    bindings = ServiceBindings(source, cache)
     issues: list[Issue] = []
     for binding in BINDINGS:
         url = nos_url(binding.value_set)
