@@ -64,7 +64,7 @@ class S3Backend:
         """Start an upload of ``name`` (one PUT if small, else multipart)."""
         return _S3Writer(self, self._key(name))
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, *, sync_folder: bool = True) -> None:
         """One PUT: S3 replaces an object atomically and durably before answering."""
         self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
 

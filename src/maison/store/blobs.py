@@ -167,7 +167,7 @@ class ObjectBackend(Protocol):
     def writer(self, name: str) -> ObjectWriter:
         """Start a streamed write of a new object."""
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, *, sync_folder: bool = True) -> None:
         """Write or atomically replace a small object, durably."""
 
     def get(self, name: str) -> bytes | None:
@@ -229,8 +229,9 @@ class FileBackend:
         self._folder(path)
         return _FileWriter(path)
 
-    def put(self, name: str, data: bytes) -> None:
-        """Write a temporary file, fsync it, rename it over ``name``, fsync the folder."""
+    def put(self, name: str, data: bytes, *, sync_folder: bool = True) -> None:
+        """Write a temporary file, fsync it, rename it over ``name``, fsync the folder (unless
+        ``sync_folder`` is False: a write to the same folder that follows does it)."""
         path = self._path(name)
         folder = self._folder(path)
         tmp = folder / f".{name}.{secrets.token_hex(8)}.tmp"
@@ -243,7 +244,8 @@ class FileBackend:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(folder)
+        if sync_folder:
+            _fsync_dir(folder)
 
     def get(self, name: str) -> bytes | None:
         """The file's bytes, or None."""
@@ -332,7 +334,7 @@ class MemoryBackend:
         """Start writing ``name``."""
         return _MemoryWriter(self, _check_name(name))
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, *, sync_folder: bool = True) -> None:
         """Store or replace ``name``."""
         self.objects[_check_name(name)] = bytes(data)
 
@@ -663,8 +665,9 @@ class BlobStore:
             kid = self.masters.current()
             fields = (size, sha1.digest(), sha256.digest(), chunk, prefix, kid)
             record = self._wrap(_KeyRecord(blob_id, *fields, b"", b""), data_key)
-            # key first, content last: a visible content object always has its key
-            self.backend.put(blob_id + KEY_SUFFIX, record.to_bytes())
+            # key first, content last: a visible content object always has its key; the
+            # content's commit syncs the folder both live in, so the key's put need not
+            self.backend.put(blob_id + KEY_SUFFIX, record.to_bytes(), sync_folder=False)
             key_written = True
             writer.commit()
         except BaseException:
