@@ -19,6 +19,7 @@ from rich.progress import Progress
 from maison.api.settings import DEFAULT_DATA, Settings, server_file
 from maison.cli.access import access_app
 from maison.cli.annuaire import annuaire_app
+from maison.cli.audit import audit_app
 from maison.cli.dmp import dmp_app
 from maison.cli.ins import ins_app
 from maison.cli.keys import keys_app
@@ -46,6 +47,7 @@ app.add_typer(patient_app, name="patient")
 app.add_typer(smart_app, name="smart")
 app.add_typer(dmp_app, name="dmp")
 app.add_typer(access_app, name="access")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 
