@@ -41,7 +41,7 @@ def test_list_then_rotate_then_retire(tmp_path: Path) -> None:
     ids = [store.put([os.urandom(n)], max_bytes=10_000).blob_id for n in (1, 100, 5000)]
     contents = {b: b"".join(store.open(b)) for b in ids}
     assert (data / "keys" / "blob-master-0001.key").exists()
-    assert (data / "blobs" / ids[0][:2] / ids[0][2:4] / ids[0]).exists()
+    assert (data / "blobs" / ids[0][:2] / ids[0]).exists()
 
     code, text = _invoke("list", "--data", str(data))
     assert code == 0, text

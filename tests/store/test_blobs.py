@@ -69,7 +69,7 @@ def _files(root: Path) -> list[str]:
 
 
 def _content_path(tmp: Path, blob_id: str) -> Path:
-    return tmp / "blobs" / blob_id[:2] / blob_id[2:4] / blob_id
+    return tmp / "blobs" / blob_id[:2] / blob_id
 
 
 @pytest.fixture(scope="module")
