@@ -20,11 +20,7 @@ https://www.rfc-editor.org/rfc/rfc8032
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import secrets
-import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +42,7 @@ from maison.audit.events import kind_of, patient_of
 from maison.store import audit_log as sql
 from maison.store.audit_log import GENESIS, CheckpointRow, Head
 from maison.store.crypto import Keyring
+from maison.store.secret_files import check_private, create_secret_file
 from maison.store.sql import SqlStore, SqlTx
 
 KEY_FILE = "audit-signing.key"
@@ -79,9 +76,7 @@ class CheckpointKey:
         path = folder / KEY_FILE
         if not path.exists():
             _create_key_file(path)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+        check_private(path)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
@@ -116,22 +111,7 @@ def _create_key_file(path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):  # another process won the race: use its key
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    create_secret_file(path, pem)  # another process won the race: its key stays
 
 
 # -- canonical forms ---------------------------------------------------------------------------

@@ -5,10 +5,7 @@ https://openid.net/specs/openid-connect-discovery-1_0.html#ProviderMetadata
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +17,7 @@ from joserfc.jwk import ECKey
 
 from maison.security.jwks import StaticJwks
 from maison.security.tokens import JwtAuthenticator
+from maison.store.secret_files import check_private, create_secret_file
 
 KEY_FILE = "issuer-key.json"
 ALGORITHM = "ES256"
@@ -76,9 +74,7 @@ class LocalIssuer:
         path = folder / KEY_FILE
         if not path.exists():
             _create_key_file(path)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+        check_private(path)
         data = orjson.loads(path.read_bytes())
         return cls(ECKey.import_key(data), issuer_url)
 
@@ -176,20 +172,4 @@ class LocalIssuer:
 
 def _create_key_file(path: Path) -> None:
     key = ECKey.generate_key("P-256", private=True)
-    data = orjson.dumps(key.as_dict(private=True))
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):  # another process won the race: use its key
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    create_secret_file(path, orjson.dumps(key.as_dict(private=True)))  # a racing winner's stays

@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from maison.fhir.errors import Category, FhirError
+from maison.store.secret_files import create_secret_file
 
 FORMAT = "maison-blob/1"
 MAGIC = b"MSNBLOB\x01"
@@ -470,21 +471,8 @@ class MasterKeys:
         while True:
             existing = [int(k) for k in (*self._files(), *self._keys)]  # ids are never reused
             kid = f"{max(existing, default=0) + 1:04d}"
-            path = self.path(kid)
-            tmp = self.folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(os.urandom(32))
-                    out.flush()
-                    os.fsync(out.fileno())
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:  # another process made this id: take the next one
-                    continue
-            finally:
-                tmp.unlink(missing_ok=True)
-            _fsync_dir(self.folder)
+            if not create_secret_file(self.path(kid), os.urandom(32)):
+                continue  # another process made this id: take the next one
             self.reload()
             return kid
 
