@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from maison.api.oauth_http import oauth_error, oauth_json
 from maison.api.psc_routes import PREFIX as PSC_PREFIX
 from maison.api.psc_routes import make_provider
 from maison.api.services import Services
@@ -52,7 +52,6 @@ SMART_GRANTS = frozenset({"authorization_code", "refresh_token", "client_credent
 log = logging.getLogger("maison.exchange")
 
 CERT_HEADER = "x-client-cert"
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
 def make_exchange(services: Services) -> TokenExchange | None:
@@ -87,22 +86,6 @@ def make_exchange(services: Services) -> TokenExchange | None:
         trusted_cas=TrustedCAs.from_bundle(Path(bundle)) if bundle else None,
         ended=ended,
     )
-
-
-def _json(
-    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(dict(body)),
-        status_code=status,
-        media_type="application/json",
-        headers={**_NO_STORE, **(headers or {})},
-    )
-
-
-def _error(error: OAuthError) -> Response:
-    headers = {"www-authenticate": 'Basic realm="maison"'} if error.status == 401 else {}
-    return _json(error.body(), error.status, headers)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -151,8 +134,8 @@ def exchange_routes(services: Services) -> list[Route]:
                     answer = await run_in_threadpool(smart.token, form, authorization)
                 except OAuthError as error:
                     log.info("SMART token refused: %s (%s)", error.error, form.get("grant_type"))
-                    return _error(error)
-                return _json(answer)
+                    return oauth_error(error)
+                return oauth_json(answer)
         try:
             client = exchange.authenticate_client(request.headers.get("authorization"))
             form = await _form(request)
@@ -160,16 +143,16 @@ def exchange_routes(services: Services) -> list[Route]:
             answer = await run_in_threadpool(exchange.exchange, form, client, chain)
         except OAuthError as error:
             log.info("token exchange refused: %s (%s)", error.error, error.description)
-            return _error(error)
+            return oauth_error(error)
         log.info("token exchange for client %s", client.client_id)
-        return _json(answer)
+        return oauth_json(answer)
 
     async def introspect(request: Request) -> Response:
         try:
             exchange.authenticate_client(request.headers.get("authorization"))
             form = await _form(request)
         except OAuthError as error:
-            return _error(error)
+            return oauth_error(error)
         answer = await run_in_threadpool(exchange.introspect, form.get("token"))
         grant_id = answer.get("grant_id")
         if (
@@ -178,7 +161,7 @@ def exchange_routes(services: Services) -> list[Route]:
             and await run_in_threadpool(smart.tokens.revoked, grant_id)
         ):
             answer = {"active": False}  # its grant was revoked (replayed code, RFC 7009)
-        return _json(answer)
+        return oauth_json(answer)
 
     return [
         Route("/auth/token", token, methods=["POST"]),

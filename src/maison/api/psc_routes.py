@@ -8,15 +8,13 @@ from __future__ import annotations
 import html
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from maison.api.oauth_http import NO_STORE, oauth_error, oauth_json
 from maison.api.services import Services
 from maison.security.professional import ProfessionalContextError
 from maison.services.psc.annuaire_lookup import userinfo_for_professional
@@ -34,9 +32,8 @@ log = logging.getLogger("maison.psc")
 
 PREFIX = "/psc"
 #: No caching of anything the provider answers (RFC 6749 §5.1), no framing of its pages.
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 _PAGE_HEADERS = {
-    **_NO_STORE,
+    **NO_STORE,
     "x-frame-options": "DENY",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
     "referrer-policy": "no-referrer",
@@ -56,27 +53,6 @@ def make_provider(services: Services) -> PscProvider:
         clients=default_clients(os.environ.get("MAISON_PSC_CLIENTS")),
         password=os.environ.get("MAISON_PSC_PASSWORD") or DEV_PASSWORD,
     )
-
-
-def _json(
-    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(dict(body)),
-        status_code=status,
-        media_type="application/json",
-        headers={**_NO_STORE, **(headers or {})},
-    )
-
-
-def _oauth_error(error: OAuthError, basic: bool = False) -> Response:
-    headers: dict[str, str] = {}
-    if error.status == 401:
-        if error.error == "invalid_token":
-            headers["www-authenticate"] = f'Bearer realm="psc", error="{error.error}"'
-        else:
-            headers["www-authenticate"] = 'Basic realm="psc"' if basic else 'Bearer realm="psc"'
-    return _json(error.body(), error.status, headers)
 
 
 def _page(body: str, status: int = 200) -> HTMLResponse:
@@ -124,10 +100,10 @@ def psc_routes(services: Services) -> list[Route]:
     provider = make_provider(services)
 
     async def discovery(_request: Request) -> Response:
-        return _json(provider.discovery())
+        return oauth_json(provider.discovery())
 
     async def jwks(_request: Request) -> Response:
-        return _json(provider.jwks())
+        return oauth_json(provider.jwks())
 
     async def authorize(request: Request) -> Response:
         if request.method == "POST":
@@ -140,7 +116,7 @@ def psc_routes(services: Services) -> list[Route]:
         except AuthorizeError as error:
             log.info("PSC authorize refused: %s", error.error)
             if error.redirect:
-                return RedirectResponse(error.redirect, 302, headers=_NO_STORE)
+                return RedirectResponse(error.redirect, 302, headers=NO_STORE)
             return _error_page(error)
         if request.method == "GET":
             return _page(_sign_in_form(checked))
@@ -160,7 +136,7 @@ def psc_routes(services: Services) -> list[Route]:
             provider.issue_code, checked, str(claims["SubjectNameID"]), str(claims["sub"])
         )
         log.info("PSC sign-in of %s for client %s", claims["SubjectNameID"], checked.client_id)
-        return RedirectResponse(provider.redirect_with_code(checked, code), 302, headers=_NO_STORE)
+        return RedirectResponse(provider.redirect_with_code(checked, code), 302, headers=NO_STORE)
 
     async def token(request: Request) -> Response:
         authorization = request.headers.get("authorization")
@@ -168,20 +144,22 @@ def psc_routes(services: Services) -> list[Route]:
         if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
-            return _oauth_error(OAuthError("invalid_request", "form-urlencoded body expected"))
+            return oauth_error(
+                OAuthError("invalid_request", "form-urlencoded body expected"), "psc", bearer=True
+            )
         form = await request.form()
         params = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             answer = await run_in_threadpool(provider.token, params, authorization)
         except OAuthError as error:
             log.info("PSC token refused: %s (%s)", error.error, params.get("grant_type"))
-            return _oauth_error(error, basic)
-        return _json(answer)
+            return oauth_error(error, "psc", bearer=not basic)
+        return oauth_json(answer)
 
     async def userinfo(request: Request) -> Response:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            return _json(
+            return oauth_json(
                 {"error": "invalid_token"}, 401, {"www-authenticate": 'Bearer realm="psc"'}
             )
         try:
@@ -191,13 +169,15 @@ def psc_routes(services: Services) -> list[Route]:
             )
         except OAuthError as error:
             log.info("PSC userinfo refused: %s (%s)", error.error, error.description)
-            return _oauth_error(error)
+            return oauth_error(error, "psc", bearer=True)
         except ProfessionalContextError as error:
             log.info("PSC userinfo refused (%s)", error.reason)
-            return _oauth_error(OAuthError("invalid_token", error.message, 401))
+            return oauth_error(OAuthError("invalid_token", error.message, 401), "psc", bearer=True)
         if info.get("sub") != claims.get("sub"):
-            return _oauth_error(OAuthError("invalid_token", "subject changed", 401))
-        return _json(info)
+            return oauth_error(
+                OAuthError("invalid_token", "subject changed", 401), "psc", bearer=True
+            )
+        return oauth_json(info)
 
     async def logout(request: Request) -> Response:
         if request.method == "POST":
@@ -213,7 +193,7 @@ def psc_routes(services: Services) -> list[Route]:
                 f"<p class=err>Déconnexion refusée : {html.escape(error.description)}.</p>", 400
             )
         if target:
-            return RedirectResponse(target, 302, headers=_NO_STORE)
+            return RedirectResponse(target, 302, headers=NO_STORE)
         return _page("<p>Vous êtes déconnecté de Pro Santé Connect (environnement de test).</p>")
 
     return [

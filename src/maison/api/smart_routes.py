@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from maison.api.oauth_http import NO_STORE, oauth_error, oauth_json
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError
 from maison.security.oidc_rp import RelyingParty
@@ -63,9 +64,8 @@ log = logging.getLogger("maison.smart")
 
 PREFIX = "/auth"
 COOKIE = "maison_smart_browser"
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 _PAGE_HEADERS = {
-    **_NO_STORE,
+    **NO_STORE,
     "x-frame-options": "DENY",
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
     "referrer-policy": "no-referrer",
@@ -203,7 +203,7 @@ def _patient_form(step: Step) -> str:
 def render(step: Step) -> Response:
     """A step as a French page or a redirect: https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code."""
     if step.location is not None:
-        return RedirectResponse(step.location, 302, headers=_NO_STORE)
+        return RedirectResponse(step.location, 302, headers=NO_STORE)
     app = f"<p>Application : <b>{html.escape(step.client_id)}</b></p>"
     if step.page == "choose":
         body = (
@@ -263,29 +263,13 @@ def render(step: Step) -> Response:
 
 def _error_page(error: AuthorizeError) -> Response:
     if error.redirect:
-        return RedirectResponse(error.redirect, 302, headers=_NO_STORE)
+        return RedirectResponse(error.redirect, 302, headers=NO_STORE)
     return _page(
         "Demande refusée",
         f"<p class=err>Demande refusée ({html.escape(error.error)}) : "
         f"{html.escape(error.description)}.</p>",
         400,
     )
-
-
-def _json(
-    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(dict(body)),
-        status_code=status,
-        media_type="application/json",
-        headers={**_NO_STORE, **(headers or {})},
-    )
-
-
-def _oauth_error(error: OAuthError) -> Response:
-    headers = {"www-authenticate": 'Basic realm="maison"'} if error.status == 401 else {}
-    return _json(error.body(), error.status, headers)
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -347,14 +331,14 @@ def smart_routes(services: Services) -> list[Route]:
         try:
             principal = await run_in_threadpool(services.authenticator.authenticate, header)
         except FhirError as error:
-            return _json(
+            return oauth_json(
                 {"error": "invalid_token", "error_description": error.message},
                 401,
                 {"www-authenticate": 'Bearer realm="maison", error="invalid_token"'},
             )
         professional = principal.claims.get("SubjectNameID")
         if not isinstance(professional, str) or not professional:
-            return _json(
+            return oauth_json(
                 {
                     "error": "forbidden",
                     "error_description": "only a professional may launch an app",
@@ -382,12 +366,14 @@ def smart_routes(services: Services) -> list[Route]:
                 create_launch, services.store, patient, encounter, professional
             )
         except (LaunchError, orjson.JSONDecodeError) as error:
-            return _json({"error": "invalid_request", "error_description": str(error)}, 400)
+            return oauth_json({"error": "invalid_request", "error_description": str(error)}, 400)
         except FhirError as error:
             status = 403 if error.category is Category.FORBIDDEN else 404
-            return _json({"error": "invalid_request", "error_description": error.message}, status)
+            return oauth_json(
+                {"error": "invalid_request", "error_description": error.message}, status
+            )
         log.info("EHR launch created by %s", professional)
-        return _json({"launch": launch_id, "expires_in": 300, "patient": patient}, 201)
+        return oauth_json({"launch": launch_id, "expires_in": 300, "patient": patient}, 201)
 
     async def revoke(request: Request) -> Response:
         try:
@@ -397,8 +383,8 @@ def smart_routes(services: Services) -> list[Route]:
             )
             await run_in_threadpool(smart.tokens.revoke, client, params.get("token", ""))
         except OAuthError as error:
-            return _oauth_error(error)
-        return _json({})
+            return oauth_error(error)
+        return oauth_json({})
 
     a = authorizer
     return [
