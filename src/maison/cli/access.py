@@ -18,8 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA
-from maison.cli.options import DataOpt, StateOpt
-from maison.cli.terminology import _open_store
+from maison.cli.options import DataOpt, StateOpt, open_bare_store
 from maison.security.matrix import COLUMNS, Matrix, MatrixError, Vocabulary, load_csv
 from maison.terminology.source import canonical_system
 
@@ -120,7 +119,7 @@ def show(
     if format_ not in ("table", "csv"):
         console.print("[red]--format is table or csv[/red]")
         raise typer.Exit(2)
-    store = _open_store(data, state)
+    store = open_bare_store(data, state, "maison access")
     try:
         matrix = active_matrix(store, canonical_system)
     except MatrixStoreError as exc:
@@ -170,7 +169,7 @@ def check(
     code 1 on errors."""
     from maison.security.matrix_store import active_text
 
-    store = _open_store(data, state)
+    store = open_bare_store(data, state, "maison access")
     try:
         vocab = vocabulary(store)
         text = file.read_text("utf-8") if file is not None else active_text(store)
@@ -217,7 +216,7 @@ def load(
         raise typer.Exit(2)
     who = by or _user()
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    store = _open_store(data, state)
+    store = open_bare_store(data, state, "maison access")
     try:
         if rollback is not None:
             done = matrix_store.rollback(

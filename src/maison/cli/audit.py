@@ -16,9 +16,9 @@ from rich.table import Table
 
 from maison.api.settings import DEFAULT_DATA, Settings
 from maison.audit.chain import AuditTrail, CheckpointKey, verify_chain
-from maison.cli.options import DataOpt, StateOpt
+from maison.cli.options import DataOpt, StateOpt, open_bare_store
 from maison.cli.progress import rate, rate_progress
-from maison.store.sql import SqlStore, StoreSettings
+from maison.store.sql import SqlStore
 
 audit_app = typer.Typer(
     help="The audit trail: verify its hash chain and signed checkpoints, list AuditEvents."
@@ -26,25 +26,10 @@ audit_app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _no_index(_body: Any) -> Any:
-    raise RuntimeError("maison audit writes no FHIR resources")
-
-
 def _open(data: str, state: str | None) -> tuple[SqlStore, Path]:
     """The store the server uses (no definitions: nothing is indexed) and its key folder."""
-    from maison.store.crypto import Keyring
-
-    settings = Settings(data=data, state=state, demo=False)
-    if not settings.is_url:
-        Path(settings.data).mkdir(parents=True, exist_ok=True)
-    store = SqlStore(
-        settings.database_url,
-        Keyring.load_or_create(settings.state_dir),
-        _no_index,
-        settings=StoreSettings(sqlite_synchronous=settings.sqlite_synchronous),
-    )
-    store.migrate()
-    return store, settings.state_dir / "keys"
+    store = open_bare_store(data, state, "maison audit")
+    return store, Settings(data=data, state=state, demo=False).state_dir / "keys"
 
 
 @audit_app.command("verify")

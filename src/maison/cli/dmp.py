@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,11 +21,11 @@ from rich.table import Table
 
 from maison.api.dmp_operations import status_of
 from maison.api.settings import DEFAULT_DATA, Settings
-from maison.cli.options import DataOpt, StateOpt
+from maison.cli.options import DataOpt, StateOpt, open_bare_store
 from maison.cli.progress import rate, rate_progress
 from maison.services.dmp import record
 from maison.store.blobs import BlobStore, open_blob_store
-from maison.store.sql import SqlStore, SqlTx, StoreSettings
+from maison.store.sql import SqlStore, SqlTx
 
 dmp_app = typer.Typer(help="The DMP: purge the closed DMPs whose retention period is over.")
 console = Console(stderr=True)
@@ -90,25 +89,11 @@ def plan_purge(tx: SqlTx, patient_id: str, today: date, retention_years: int) ->
     return plan if plan.resources else None  # already purged
 
 
-def _no_index(_body: Any) -> Any:
-    raise RuntimeError("maison dmp purge writes no FHIR resources")
-
-
 def _open(data: str, state: str | None) -> tuple[SqlStore, BlobStore]:
     """The store (no definitions: the purge indexes nothing) and the blob store the server
-    uses (``STATE/blobs``, keys in ``STATE/keys``)."""
-    from maison.store.crypto import Keyring
-
+    uses (``Settings.blob_dir``, keys in ``STATE/keys``)."""
     settings = Settings(data=data, state=state, demo=False)
-    if not settings.is_url:
-        Path(settings.data).mkdir(parents=True, exist_ok=True)
-    store = SqlStore(
-        settings.database_url,
-        Keyring.load_or_create(settings.state_dir),
-        _no_index,
-        settings=StoreSettings(sqlite_synchronous=settings.sqlite_synchronous),
-    )
-    store.migrate()
+    store = open_bare_store(data, state, "maison dmp purge")
     return store, open_blob_store(settings.blob_dir, settings.state_dir / "keys")
 
 

@@ -20,8 +20,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from maison.api.settings import DEFAULT_DATA, Settings
-from maison.cli.options import DataOpt, StateOpt
+from maison.api.settings import DEFAULT_DATA
+from maison.cli.options import DataOpt, StateOpt, open_bare_store
 from maison.cli.progress import rate, rate_progress
 
 if TYPE_CHECKING:
@@ -91,27 +91,9 @@ def _totals(outcomes: list[Outcome]) -> str:
     return f"{counts['created']} created, {counts['replaced']} replaced, {unchanged} unchanged"
 
 
-def _no_resources(_body: Any) -> Any:
-    raise RuntimeError("the terminology commands write no FHIR resources")
-
-
 def _open_store(data: str, state: str | None) -> Any:
-    """The store, migrated: no FHIR definitions are loaded (terminology content is written to
-    its own tables, never as resources, so nothing is indexed or encrypted)."""
-    from maison.store.crypto import Keyring
-    from maison.store.sql import SqlStore, StoreSettings
-
-    settings = Settings(data=data, state=state, demo=False)
-    if not settings.is_url:
-        Path(settings.data).mkdir(parents=True, exist_ok=True)
-    store = SqlStore(
-        settings.database_url,
-        Keyring.load_or_create(settings.state_dir),
-        _no_resources,
-        settings=StoreSettings(sqlite_synchronous=settings.sqlite_synchronous),
-    )
-    store.migrate()
-    return store
+    """The store, migrated: terminology content goes to its own tables, never as resources."""
+    return open_bare_store(data, state, "maison terminology")
 
 
 @terminology_app.command("load")
