@@ -348,7 +348,10 @@ def _uploaded(url: Any) -> str | None:
     return rid if ok else None
 
 
-def _upload(doc: int, binary_id: str, attachment: Mapping[str, Any], where: str) -> Upload:
+def _declared(
+    doc: int, attachment: Mapping[str, Any], where: str
+) -> tuple[str, int | None, bytes | None]:
+    """An attachment's ``contentType`` (required), ``size`` and decoded SHA-1 ``hash``."""
     content_type = attachment.get("contentType")
     if not isinstance(content_type, str) or not content_type:
         _refuse(doc, f"{where}.contentType", "attachment.contentType is required")
@@ -359,15 +362,18 @@ def _upload(doc: int, binary_id: str, attachment: Mapping[str, Any], where: str)
         sha1 = decode_hash(attachment.get("hash"))
     except ValueError as error:
         _refuse(doc, f"{where}.hash", str(error))
-    return Upload(doc, binary_id, str(content_type), size, sha1)
+    return content_type, size, sha1
+
+
+def _upload(doc: int, binary_id: str, attachment: Mapping[str, Any], where: str) -> Upload:
+    content_type, size, sha1 = _declared(doc, attachment, where)
+    return Upload(doc, binary_id, content_type, size, sha1)
 
 
 def _payload(
     b: int, binary: Mapping[str, Any], doc: int, attachment: Mapping[str, Any], where: str
 ) -> Payload:
-    content_type = attachment.get("contentType")
-    if not isinstance(content_type, str) or not content_type:
-        _refuse(doc, f"{where}.contentType", "attachment.contentType is required")
+    content_type, size, sha1 = _declared(doc, attachment, where)
     if binary.get("contentType") != content_type:
         _refuse(
             b,
@@ -378,7 +384,7 @@ def _payload(
     raw = binary.get("data")
     if not isinstance(raw, str):
         _refuse(b, ".data", "the Binary carries no data")
-    if len(str(raw)) > MAX_INLINE_BYTES * 4 // 3 + 4:
+    if len(raw) > MAX_INLINE_BYTES * 4 // 3 + 4:
         _refuse(
             b,
             ".data",
@@ -386,22 +392,13 @@ def _payload(
             Category.TOO_LARGE,
         )
     try:
-        data = base64.b64decode(str(raw), validate=True)
+        data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         _refuse(b, ".data", "Binary.data is not valid base64")
-        data = b""
-    size = attachment.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        _refuse(doc, f"{where}.size", "attachment.size must be a non-negative integer")
-    try:
-        sha1 = decode_hash(attachment.get("hash"))
-    except ValueError as error:
-        _refuse(doc, f"{where}.hash", str(error))
-        sha1 = None
     problem = check_content(data, size, sha1)
     if problem is not None:
         _refuse(doc, f"{where}", problem, Category.UNPROCESSABLE)
-    return Payload(b, doc, str(content_type), data, size, sha1)
+    return Payload(b, doc, content_type, data, size, sha1)
 
 
 def find_documents_query(
