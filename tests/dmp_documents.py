@@ -41,3 +41,22 @@ def qualified_patient(srv: Any) -> tuple[str, str]:
     assert made.status_code == 201, made.text
     ins = next(i["value"] for i in patient["identifier"] if i["system"] == INS_TEST)
     return f"Patient/{made.json()['id']}", ins
+
+
+#: The guides a DMP server holds: FR Core, IHE MHD and the ANS PDSm guide (compiled).
+DMP_GUIDES = ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante")
+
+
+def dmp_server(backend: str, tmp: Any) -> Any:
+    """A server without demo data holding the DMP's reference data: the PDSm guides and the
+    NOS lists of ``../shared`` (the DMP value sets as CSV, the CI-SIS ones as FHIR JSON)."""
+    from servers import guide_server, maison_cli
+    from support import CORPORA, SHARED
+
+    srv = guide_server(backend, tmp, *(CORPORA / "compiled" / g for g in DMP_GUIDES))
+    nos = [
+        *sorted((SHARED / "domain/data/nos").glob("*.csv")),
+        *sorted((CORPORA / "nos").glob("*.json")),
+    ]
+    maison_cli(srv, "terminology", "load", *map(str, nos))
+    return srv

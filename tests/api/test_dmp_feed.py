@@ -20,25 +20,27 @@ import httpx
 import orjson
 import pytest
 
-from dmp_documents import cda_document, pdf, provide_bundle, qualified_patient
+from dmp_documents import (
+    DMP_GUIDES,
+    cda_document,
+    dmp_server,
+    pdf,
+    provide_bundle,
+    qualified_patient,
+)
 from maison.api.settings import Settings
 from maison.services.dmp.lifecycle import IS_ARCHIVED
 from maison.services.dmp.provide import DOCUMENT_PROFILE
-from servers import Server, guide_server, maison_cli
-from support import CORPORA, SHARED
+from servers import Server, guide_server
+from support import CORPORA
 
 COMPILED = CORPORA / "compiled"
-NOS_JSON = CORPORA / "nos"  # the CI-SIS value sets (J07, J06, J10, J02) the DMP's restrict
-GUIDES = ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante")
 INS_TEST = "urn:oid:1.2.250.1.213.1.4.10"
 
 
 @pytest.fixture(scope="module")
 def dmp(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dmp-feed")
-    srv = guide_server(backend, tmp, *(COMPILED / g for g in GUIDES))
-    nos = [*sorted((SHARED / "domain/data/nos").glob("*.csv")), *sorted(NOS_JSON.glob("*.json"))]
-    maison_cli(srv, "terminology", "load", *map(str, nos))
+    srv = dmp_server(backend, tmp_path_factory.mktemp("dmp-feed"))
     yield srv
     srv.stop()
 
@@ -280,7 +282,7 @@ def test_without_the_nos_a_strict_server_refuses_to_feed(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     tmp = tmp_path_factory.mktemp("dmp-strict")
-    srv = guide_server(backend, tmp, *(COMPILED / g for g in GUIDES))
+    srv = guide_server(backend, tmp, *(COMPILED / g for g in DMP_GUIDES))
     try:
         ref, _ = qualified_patient(srv)
         with srv.client() as c:

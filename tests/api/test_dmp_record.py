@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from dmp_documents import pdf, provide_bundle, qualified_patient
+from dmp_documents import dmp_server, pdf, provide_bundle, qualified_patient
 from maison.api.dmp_operations import feeding_check
 from maison.api.settings import Settings
 from maison.fhir.errors import FhirError
@@ -27,21 +27,15 @@ from maison.security.professional import PROFESSIONAL_CLAIM
 from maison.services.dmp import record
 from maison.services.ins.matricule import compute_key
 from maison.store.blobs import open_blob_store
-from servers import MAISON, Server, guide_server, maison_cli
-from support import CORPORA, SHARED, open_sql_store
+from servers import MAISON, Server
+from support import open_sql_store
 
-COMPILED = CORPORA / "compiled"
-NOS_JSON = CORPORA / "nos"
-GUIDES = ("hl7.fhir.fr.core", "IHE-ITI.MHD", "IG-fhir-partage-de-documents-de-sante")
 DOCTOR_IDNPS = "810000000123"
 
 
 @pytest.fixture(scope="module")
 def dmp(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dmp-record")
-    srv = guide_server(backend, tmp, *(COMPILED / g for g in GUIDES))
-    nos = [*sorted((SHARED / "domain/data/nos").glob("*.csv")), *sorted(NOS_JSON.glob("*.json"))]
-    maison_cli(srv, "terminology", "load", *map(str, nos))
+    srv = dmp_server(backend, tmp_path_factory.mktemp("dmp-record"))
     yield srv
     srv.stop()
 
