@@ -32,7 +32,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 Action = Literal[
     "read",
@@ -46,18 +46,7 @@ Action = Literal[
     "break-glass",
     "admin",
 ]
-ACTIONS: Final[tuple[str, ...]] = (
-    "read",
-    "search",
-    "create",
-    "update",
-    "delete",
-    "operation",
-    "denial",
-    "consent",
-    "break-glass",
-    "admin",
-)
+ACTIONS: Final[tuple[str, ...]] = get_args(Action)
 Outcome = Literal["0", "4", "8"]  # success, minor failure, serious failure
 
 DCM: Final = "http://dicom.nema.org/resources/ontology/DCM"

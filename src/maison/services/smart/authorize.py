@@ -50,7 +50,7 @@ from maison.security.professional import (
     token_claims,
 )
 from maison.services.psc.provider import AuthorizeError, Records, s256
-from maison.services.smart.clients import ClientRegistry, SmartClient
+from maison.services.smart.clients import OTHER_SCOPES, ClientRegistry, SmartClient
 from maison.services.smart.grants import Grant, Tokens
 from maison.services.smart.launch import LaunchError, resolve_launch
 from maison.services.smart.patients import (
@@ -62,18 +62,7 @@ from maison.services.smart.patients import (
 FLOW_TTL: Final = 600
 _FLOW_KEY, _PSC_KEY = "smart:w:", "smart:p:"
 #: Scopes that are no resource scopes and may be granted to anyone.
-CONTEXT_SCOPES: Final = frozenset(
-    {
-        "openid",
-        "fhirUser",
-        "profile",
-        "launch",
-        "launch/patient",
-        "launch/encounter",
-        "offline_access",
-        "online_access",
-    }
-)
+CONTEXT_SCOPES: Final = OTHER_SCOPES
 EXPIRED: Final = (
     "Cette demande de connexion a expiré ou a déjà été utilisée : recommencez depuis l'application."
 )
