@@ -60,3 +60,25 @@ def dmp_server(backend: str, tmp: Any) -> Any:
     ]
     maison_cli(srv, "terminology", "load", *map(str, nos))
     return srv
+
+
+def doctor_token(
+    srv: Any,
+    patient: str,
+    *scopes: str,
+    idnps: str = "810000000009",
+    profession: str = "10",
+) -> str:
+    """A médecin's token (professional context) with the patient's consent to his access for
+    this consultation, recorded by himself through ``$dmp-consent``."""
+    token = srv.mint_professional(idnps, profession, *scopes)
+    with srv.client(srv.mint_professional(idnps, profession)) as c:
+        r = c.post(
+            f"/{patient}/$dmp-consent",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "method", "valueCode": "oral"}],
+            },
+        )
+        assert r.status_code == 200, r.text
+    return token

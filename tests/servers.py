@@ -114,6 +114,41 @@ class Server:
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
         return out.strip().splitlines()[-1]
 
+    def mint_professional(
+        self,
+        idnps: str = "810000000009",
+        profession: str = "10",
+        *scopes: str,
+        structure: dict[str, str] | None = None,
+        savoir_faire: tuple[str, str] | None = None,
+        name: str | None = None,
+    ) -> str:
+        """A platform token carrying a professional context (as the token exchange or the SMART
+        server builds it), signed in process by the server's local issuer."""
+        import orjson
+
+        from maison.security.issuer import LocalIssuer
+
+        info = orjson.loads((self.state / "server.json").read_bytes())
+        issuer = LocalIssuer.load_or_create(self.state / "keys", info["issuer"])
+        body: dict[str, Any] = {
+            "idnps": idnps,
+            "activity": 0,
+            "structure": structure if structure is not None else {"finess": "750000001"},
+            "profession": profession,
+        }
+        if savoir_faire:
+            body["savoir_faire_type"], body["savoir_faire"] = savoir_faire
+        claims: dict[str, Any] = {
+            "SubjectNameID": idnps,
+            "fhirUser": f"Practitioner/{idnps}",
+            "acr": "eidas1",
+            "professional": body,
+        }
+        if name:
+            claims["name"] = name
+        return issuer.mint(idnps, list(scopes or ("user/*.cruds",)), info["audience"], 3600, claims)
+
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client with the bearer token."""
         return httpx.Client(

@@ -24,6 +24,7 @@ from dmp_documents import (
     DMP_GUIDES,
     cda_document,
     dmp_server,
+    doctor_token,
     pdf,
     provide_bundle,
     qualified_patient,
@@ -367,7 +368,7 @@ def test_find_document_references_names_the_patient_and_sorts_by_service_date(
         for start in starts:
             r = _feed(c, provide_bundle(ref, [pdf(start)], service_start=start))
             assert r.status_code == 200, r.text
-    professional = dmp.mint("user/DocumentReference.rs")
+    professional = doctor_token(dmp, ref, "user/DocumentReference.rs")
     with dmp.client(professional) as c:
         refused = c.get("/DocumentReference", params={"status": "current"})
         assert refused.status_code == 400 and "names the patient" in refused.text

@@ -34,7 +34,7 @@ def wired(server: Server) -> Server:
 @pytest.fixture
 def c(wired: Server) -> Iterator[httpx.Client]:
     """A professional's client (user/ scopes)."""
-    with wired.client(wired.mint("user/*.*")) as client:
+    with wired.client(wired.mint("system/*.*")) as client:
         yield client
 
 
@@ -308,7 +308,10 @@ def test_a_type_the_token_may_not_read_refuses_everything(c: httpx.Client, wired
     case.records()
     before = history_total(c)
     token = wired.mint(
-        "user/Patient.*", "user/Observation.*", "user/DocumentReference.*", "user/Provenance.*"
+        "system/Patient.*",
+        "system/Observation.*",
+        "system/DocumentReference.*",
+        "system/Provenance.*",
     )
     with wired.client(token) as limited:
         r = case.merge("src", "tgt", client=limited)

@@ -46,7 +46,11 @@ from maison.store.interface import Stored
 
 Clock = Callable[[], datetime]
 #: The opposition kinds ``$dmp-opposition`` takes.
-OPPOSITION_KINDS = {"feeding": Kind.FEEDING, "consultation": Kind.CONSULTATION}
+OPPOSITION_KINDS = {
+    "feeding": Kind.FEEDING,
+    "consultation": Kind.CONSULTATION,
+    "emergency": Kind.EMERGENCY,
+}
 #: The reference search parameter naming the patient of a Consent.
 CONSENT_PATIENT = {"Consent": ("patient",)}
 
@@ -362,7 +366,7 @@ def register_dmp(
         if kind is None:
             raise invalid(
                 f"$dmp-opposition: unknown opposition kind {str(text)[:40]!r} (expected "
-                "feeding or consultation)"
+                "feeding, consultation or emergency)"
             )
         patient = _target(inv, "dmp-opposition")
         status = status_of(inv.tx, patient, retention_years)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +24,8 @@ from starlette.routing import Route
 
 from maison.api import bundles, operations
 from maison.api import interactions as ix
+from maison.api.audit_read import audit_search, audit_write_refusal
+from maison.api.audit_trace import CURRENT, RequestInfo
 from maison.api.capability import capability_statement
 from maison.api.errors import status_of
 from maison.api.exchange_routes import exchange_routes
@@ -173,6 +176,16 @@ class FhirEndpoint:
             )
             check_binding(principal.claims, presented)
         method = request.method
+        CURRENT.set(
+            RequestInfo(
+                request.client.host if request.client else None,
+                (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64],
+                method,
+                request.url.path[:300],
+                request.url.query[:1000] or None,
+                request.headers.get("x-access-mode"),
+            )
+        )
         if (
             method == "POST"
             and request.url.path.strip("/") == "Binary"
@@ -197,6 +210,8 @@ class FhirEndpoint:
             and self.s.dmp is not None
         ):  # ITI-68: the document itself, unless the client asks for the FHIR resource
             return await self._retrieve(request, principal, segments[1], params)
+        if segments and segments[0] == "AuditEvent" and self.s.audit is not None:
+            return await self._audit(request, principal, segments, params)
         _check_accept(request, params)
         prefer = _prefer(request)
         ctype = _media(request.headers.get("content-type"))
@@ -235,6 +250,25 @@ class FhirEndpoint:
         if result is None:
             raise _unsupported(self.s, method, segments)
         return self._render(ctx, result, prefer, method)
+
+    async def _audit(
+        self,
+        request: Request,
+        principal: Principal,
+        segments: list[str],
+        params: list[tuple[str, str]],
+    ) -> Response:
+        """The access history, read from the audit trail; never written through the API
+        (https://hl7.org/fhir/R4/auditevent.html)."""
+        trail = self.s.audit
+        assert trail is not None
+        if request.method not in ("GET", "HEAD") or len(segments) > 2:
+            status, body = audit_write_refusal(request.method)
+            return fhir_response(status, body, {"allow": "GET"})
+        base = (self.s.settings.public_url or str(request.base_url)).rstrip("/")
+        res_id = segments[1] if len(segments) == 2 else None
+        status, body = await run_in_threadpool(audit_search, trail, principal, params, base, res_id)
+        return fhir_response(status, body)
 
     async def _upload(self, request: Request, principal: Principal) -> Response:
         """Create a Binary from a raw document body, streamed to the encrypted blob store and

@@ -9,10 +9,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 from maison.api import interactions as ix
+from maison.api.access_operations import register_access
+from maison.api.audit_trace import CURRENT, RequestInfo, denial_event, events_of
 from maison.api.dmp import DocumentSharing
 from maison.api.dmp_operations import feeding_check, register_dmp
 from maison.api.ins_operations import register_ins
@@ -28,17 +30,22 @@ from maison.api.merge_operations import register_merge
 from maison.api.operations import Registry
 from maison.api.settings import Settings
 from maison.api.terminology_operations import register_terminology
+from maison.audit.chain import AuditTrail
 from maison.fhir.definitions import Definitions, default_definitions
-from maison.fhir.errors import Issue
+from maison.fhir.errors import Category, FhirError, Issue, invalid
 from maison.fhir.indexing import Indexer
 from maison.fhir.validation import Validator
+from maison.security.access import RecordFacts
 from maison.security.cache import CachingAuthenticator
 from maison.security.guard import GuardedTx
 from maison.security.issuer import LocalIssuer
 from maison.security.jwks import RemoteJwks
+from maison.security.matrix_store import ActiveMatrix
 from maison.security.principal import Principal
+from maison.security.record_guard import RecordGuard, viewer_of
 from maison.security.tokens import JwtAuthenticator
-from maison.services.dmp import lifecycle, provide
+from maison.services.dmp import lifecycle, provide, record
+from maison.services.dmp.relations import record_facts
 from maison.services.ins import rules as ins_rules
 from maison.services.ins.accounts import ins_identity
 from maison.services.ins.reliability import InsiEvidence
@@ -51,10 +58,12 @@ from maison.store.sql import SqlStore, StoreSettings
 from maison.terminology.binding import ServiceBindings
 from maison.terminology.search_codes import SearchCodes
 from maison.terminology.service import expansion_cache, terminology_source
-from maison.terminology.source import TerminologySource
+from maison.terminology.source import TerminologySource, canonical_system
 from maison.terminology.sql_source import SqlTerminology
 
 T = TypeVar("T")
+#: The access mode of a SAMU's médecin régulateur (the DMP's "centre de régulation" mode).
+REGULATION_MODE = "centre-de-regulation"
 Runner = Callable[[Callable[[StoreTx], Any], bool], Any]
 
 
@@ -78,6 +87,13 @@ class Services:
     terminologies: SqlTerminology | None = None
     #: the DMP's document sharing (ITI-65/105/68), its content in the blob store
     dmp: DocumentSharing | None = None
+    #: the habilitation matrix in force (None: the DMP access rules are off, scopes only)
+    matrix: ActiveMatrix | None = None
+    #: the tamper-evident trail every access is recorded in (None: not recorded)
+    audit: AuditTrail | None = None
+    #: structures (FINESS / SIRET / RASS) whose professionals may use the centre de
+    #: régulation (SAMU) mode
+    regulation_centres: frozenset[str] = frozenset()
 
     def terminology(self, defs: Definitions) -> TerminologySource:
         """The loaded terminologies, then the definitions' code systems, value sets and maps
@@ -122,17 +138,61 @@ class Services:
             profiles = None
         return self.validator.validate(resource, profiles)
 
+    def rules_for(self, principal: Principal, info: RequestInfo | None) -> RecordGuard | None:
+        """The DMP access rules of one request (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
+        if self.matrix is None:
+            return None
+        regulation = False
+        if info is not None and info.access_mode is not None:
+            regulation = self._regulation_mode(principal, info.access_mode)
+        retention = record.RETENTION_YEARS
+        defs = self.defs
+
+        def facts(tx: StoreTx, patient_id: str) -> RecordFacts | None:
+            return record_facts(tx, defs, patient_id, retention)
+
+        return RecordGuard(
+            viewer_of(principal, regulation), self.matrix.current(), facts, self.store.clock, defs
+        )
+
+    def _regulation_mode(self, principal: Principal, mode: str) -> bool:
+        """Whether the centre de régulation mode a request asks for is granted: only to a
+        professional acting for a structure declared as a centre de régulation."""
+        if mode != REGULATION_MODE:
+            raise invalid(
+                f"X-Access-Mode {mode[:40]!r} is not known: the only mode is {REGULATION_MODE}"
+            )
+        who = principal.professional
+        if who is None or not self.regulation_centres.intersection(who.structure.values()):
+            raise FhirError(
+                Category.FORBIDDEN,
+                "the centre de régulation mode is reserved to professionals acting for a "
+                "structure declared as a centre de régulation (MAISON_REGULATION_CENTRES)",
+            )
+        return True
+
     def run(self, principal: Principal, write: bool, fn: Callable[[GuardedTx], T]) -> T:
-        """Run ``fn`` on a store transaction seen through the caller's permissions; writes are
-        group-committed and return only once durable."""
-        if write:
-            return self.store.write(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
-        return self.store.read(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
+        """Run ``fn`` on a store transaction seen through the caller's permissions and the DMP
+        access rules; writes are group-committed and return only once durable, with the
+        AuditEvents of what was done; reads are recorded before the answer leaves."""
+        unit = AuditedUnit(self, principal, write, fn)
+        try:
+            result = self.store.write(unit) if write else self.store.read(unit)
+        except FhirError as error:
+            unit.failed(error)
+            raise
+        unit.done()
+        return result
 
     async def run_write(self, principal: Principal, fn: Callable[[GuardedTx], T]) -> T:
         """Queue ``fn`` for the group-commit writer and await it, without blocking a thread."""
-        fut = self.store.write_future(lambda tx: fn(GuardedTx(tx, principal, self.defs)))
-        result: T = await asyncio.wrap_future(fut)
+        unit = AuditedUnit(self, principal, True, fn)
+        fut = self.store.write_future(unit)
+        try:
+            result: T = await asyncio.wrap_future(fut)
+        except FhirError as error:
+            await asyncio.to_thread(unit.failed, error)
+            raise
         return result
 
     def write_rules(self, principal: Principal | None) -> dict[str, WriteRule]:
@@ -335,6 +395,62 @@ def subject_patient(store: SqlStore, subject: Mapping[str, Any]) -> dict[str, An
     return None
 
 
+class AuditedUnit(Generic[T]):
+    """One store unit of a request: ``fn`` on the guarded store, its accesses recorded in the
+    trail — inside the unit for a write (they commit or roll back with it), right after it
+    for a read, and the denials and reads of a failed unit after its failure
+    (https://profiles.ihe.net/ITI/BALP/)."""
+
+    def __init__(
+        self, services: Services, principal: Principal, write: bool, fn: Callable[[GuardedTx], T]
+    ) -> None:
+        self.s = services
+        self.principal = principal
+        self.write = write
+        self.fn = fn
+        self.info = CURRENT.get()  # read in the request's context, before any thread hop
+        self.rules: RecordGuard | None = None
+        self.pending: list[dict[str, Any]] = []
+
+    def __call__(self, tx: StoreTx) -> T:
+        rules = self.s.rules_for(self.principal, self.info)  # fresh per attempt (retries)
+        self.rules = rules
+        self.pending = []
+        result = self.fn(GuardedTx(tx, self.principal, self.s.defs, rules))
+        trail = self.s.audit
+        if trail is not None and rules is not None:
+            events = events_of(rules.trace, self.principal, self.info, self.s.store.clock())
+            if events and self.write:
+                trail.record(events, tx)  # type: ignore[arg-type]
+            else:
+                self.pending = events
+        return result
+
+    def done(self) -> None:
+        """Record the accesses of a read unit (durable before the answer leaves)."""
+        if self.s.audit is not None and self.pending:
+            self.s.audit.record(self.pending)
+            self.pending = []
+
+    def failed(self, error: FhirError) -> None:
+        """Record what a failed unit decided: its denials and the reads it made."""
+        trail = self.s.audit
+        if trail is None:
+            return
+        clock = self.s.store.clock
+        rules = self.rules
+        events = (
+            events_of(rules.trace, self.principal, self.info, clock(), error.message)
+            if rules is not None
+            else []
+        )
+        denied = any(e.get("outcome") != "0" for e in events)
+        if error.category is Category.FORBIDDEN and not denied:
+            events.append(denial_event(self.principal, self.info, clock(), error.message))
+        if events:
+            trail.record(events)
+
+
 def make_store(settings: Settings, defs: Definitions) -> SqlStore:
     """The SQL store for the configured database, its data keys and indexer."""
     state = settings.state_dir
@@ -376,9 +492,15 @@ def build_services(settings: Settings) -> Services:
     register_ins(services.operations, services.identity_base, lambda: store.clock().date())
     register_merge(services.operations)
     register_dmp(services.operations, store.clock)
+    register_access(
+        services.operations, store.clock, settings.emergency_minutes, settings.consent_hours
+    )
     register_terminology(services.operations, defs, services.terminology)
     state = settings.state_dir
     strict = settings.dmp_strict if settings.dmp_strict is not None else not settings.demo
+    services.matrix = ActiveMatrix(store, canonical_system)
+    services.audit = AuditTrail.open(store, state)
+    services.regulation_centres = settings.regulation_ids
     services.dmp = DocumentSharing(
         blobs=open_blob_store(settings.blob_dir, state / "keys"),
         terminology=lambda: services.terminology(services.defs),

@@ -6,7 +6,7 @@ https://hl7.org/fhir/R4/http.html (service base URL)
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
@@ -35,6 +35,24 @@ class Settings:
     #: largest document a client may upload raw (POST Binary), streamed to the blob store
     max_document_bytes: int = 512 * 1024 * 1024
     workers: int = 1
+    #: FINESS / SIRET / RASS of the structures whose professionals may use the centre de
+    #: régulation (SAMU) mode, comma-separated
+    regulation_centres: str = field(
+        default_factory=lambda: os.environ.get("MAISON_REGULATION_CENTRES", "")
+    )
+    #: how long a bris de glace opens a record, in minutes
+    emergency_minutes: int = field(
+        default_factory=lambda: int(os.environ.get("MAISON_EMERGENCY_MINUTES", "30") or 30)
+    )
+    #: how long a patient's consent for one consultation lasts, in hours
+    consent_hours: int = field(
+        default_factory=lambda: int(os.environ.get("MAISON_CONSENT_HOURS", "24") or 24)
+    )
+
+    @property
+    def regulation_ids(self) -> frozenset[str]:
+        """The structures declared as centres de régulation."""
+        return frozenset(v.strip() for v in self.regulation_centres.split(",") if v.strip())
 
     @property
     def is_url(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,6 +294,27 @@ class AuditTrail:
             event = unseal(self.keyring, body, seq)
             out.append({"resourceType": "AuditEvent", "id": str(seq), **event})
         return out
+
+    def entry(self, seq: int) -> dict[str, Any] | None:
+        """The AuditEvent of entry ``seq``, decrypted (its ``id`` is the seq), or None when
+        there is no such entry (https://hl7.org/fhir/R4/auditevent.html)."""
+        row = sql.entry_of(self.store.engine, seq)
+        if row is None:
+            return None
+        event = unseal(self.keyring, row[2], row[0])
+        return {"resourceType": "AuditEvent", "id": str(row[0]), **event}
+
+    def newest(
+        self, patient_ref: str | None = None, since: datetime | None = None, page: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every AuditEvent (of one patient's record when ``patient_ref`` is given), decrypted,
+        newest first, streamed in pages (https://hl7.org/fhir/R4/auditevent.html)."""
+        rows = sql.iter_newest(
+            self.store.engine, patient_ref, _instant(since) if since else None, max(page, 1)
+        )
+        for seq, body in rows:
+            event = unseal(self.keyring, body, seq)
+            yield {"resourceType": "AuditEvent", "id": str(seq), **event}
 
     # -- verification ---------------------------------------------------------------------
     def verify(self, progress: Progress | None = None, from_seq: int = 1) -> VerifyReport:

@@ -6,7 +6,10 @@ https://profiles.ihe.net/ITI/BALP/ (AuditEvents), https://www.rfc-editor.org/rfc
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,3 +143,147 @@ def _row(event: dict[str, Any]) -> list[str]:
         ", ".join(what),
         reason,
     ]
+
+
+@audit_app.command("report")
+def report(
+    data: DataOpt = DEFAULT_DATA,
+    state: StateOpt = None,
+    structure: Annotated[
+        str | None,
+        typer.Option(
+            "--structure",
+            help="Only accesses from this structure (its FINESS, SIRET or RASS identifier).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only accesses on or after this day (YYYY-MM-DD).")
+    ] = None,
+    all_kinds: Annotated[
+        bool, typer.Option("--all-kinds", help="Every access, not only the bris de glace ones.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """The data protection officer's report of bris de glace accesses, newest first: when, the
+    professional (IDNPS, name, profession), his structure, the patient, the reason, the outcome
+    (https://profiles.ihe.net/ITI/BALP/)."""
+    start: datetime | None = None
+    if since is not None:
+        try:
+            start = datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
+        except ValueError:
+            console.print(f"[red]--since {since!r} is not a day (YYYY-MM-DD)[/red]", markup=True)
+            raise typer.Exit(2) from None
+    store, keys = _open(data, state)
+    rows: list[dict[str, Any]] = []
+    try:
+        trail = AuditTrail(store, CheckpointKey.load_or_create(keys))
+        for event in trail.newest(None, start):
+            if not all_kinds and not is_break_glass(event):
+                continue
+            line = report_line(event)
+            if structure is not None and structure not in line["structure_ids"]:
+                continue
+            rows.append(line)
+    finally:
+        store.close()
+    if as_json:
+        for line in rows:
+            typer.echo(json.dumps(line, ensure_ascii=False, sort_keys=True))
+        return
+    what = "AuditEvents" if all_kinds else "Bris de glace accesses"
+    title = f"{what}{f' from {structure}' if structure else ''}{f' since {since}' if since else ''}"
+    table = Table(title=f"{title} ({len(rows)})")
+    for column in REPORT_COLUMNS:
+        table.add_column(column)
+    for line in rows:
+        table.add_row(
+            line["recorded"],
+            " ".join(v for v in (line["idnps"], line["name"]) if v),
+            line["profession"] or "",
+            line["structure"] or "",
+            line["patient"] or "",
+            line["reason"] or "",
+            _OUTCOMES.get(line["outcome"], line["outcome"]),
+        )
+    out = Console()
+    (out if out.is_terminal else Console(width=200)).print(table)  # piped: no narrow wrap
+
+
+REPORT_COLUMNS = ("when", "professional", "profession", "structure", "patient", "reason", "outcome")
+_OUTCOMES = {"0": "success", "4": "refused", "8": "failed"}
+
+
+def is_break_glass(event: Mapping[str, Any]) -> bool:
+    """Whether an AuditEvent records an access under bris de glace: ``purposeOfEvent`` (or an
+    agent's ``purposeOfUse``) BTG of v3-ActReason (https://profiles.ihe.net/ITI/BALP/)."""
+    from maison.audit.events import ACT_REASON, kind_of
+
+    purposes = list(event.get("purposeOfEvent") or ())
+    for agent in event.get("agent") or ():
+        purposes.extend(agent.get("purposeOfUse") or ())
+    return kind_of(event) == "break-glass" or any(
+        coding.get("system") == ACT_REASON and coding.get("code") == "BTG"
+        for purpose in purposes
+        for coding in purpose.get("coding") or ()
+    )
+
+
+def report_line(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of the DPO's report: who (IDNPS, name, profession), from which structure, on
+    which patient, why, with what outcome (https://profiles.ihe.net/ITI/BALP/)."""
+    from maison.audit.events import (
+        IDNPS_SYSTEM,
+        OBJECT_ROLE,
+        ROLE_CLASS,
+        STRUCTURE_SYSTEMS,
+        TRE_G15,
+        kind_of,
+        patient_of,
+    )
+
+    idnps = name = profession = subject = None
+    structure_ids: list[str] = []
+    structure: str | None = None
+    short = {system: kind for kind, system in STRUCTURE_SYSTEMS.items()}
+    for agent in event.get("agent") or ():
+        who = agent.get("who") or {}
+        ident = who.get("identifier") or {}
+        codes = (agent.get("type") or {}).get("coding") or ()
+        if agent.get("requestor"):
+            if ident.get("system") == IDNPS_SYSTEM:
+                idnps = ident.get("value")
+            else:
+                subject = ident.get("value") or who.get("reference")
+            name = agent.get("name") or who.get("display")
+            for role in agent.get("role") or ():
+                for coding in role.get("coding") or ():
+                    if coding.get("system") == TRE_G15:
+                        profession = coding.get("code")
+        elif any(c.get("system") == ROLE_CLASS and c.get("code") == "PROV" for c in codes):
+            value = ident.get("value")
+            if value:
+                structure_ids.append(str(value))
+                kind = short.get(str(ident.get("system")))
+                structure = structure or (f"{kind} {value}" if kind else str(value))
+    reason = event.get("outcomeDesc")
+    if not reason:
+        for entity in event.get("entity") or ():
+            role = entity.get("role") or {}
+            if role.get("system") == OBJECT_ROLE and role.get("code") == "13":
+                reason = entity.get("description") or entity.get("name")
+    return {
+        "seq": event.get("id"),
+        "recorded": str(event.get("recorded", "")),
+        "kind": kind_of(event),
+        "break_glass": is_break_glass(event),
+        "idnps": idnps,
+        "subject": subject,
+        "name": name,
+        "profession": profession,
+        "structure": structure,
+        "structure_ids": structure_ids,
+        "patient": patient_of(event),
+        "reason": reason,
+        "outcome": str(event.get("outcome", "")),
+    }

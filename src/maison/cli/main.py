@@ -87,6 +87,23 @@ def serve(
             "(default: refuse unless demo data is loaded)."
         ),
     ] = None,
+    regulation_centre: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A structure (FINESS, SIRET or RASS) whose professionals may use the centre de "
+            "régulation (SAMU) mode, X-Access-Mode: centre-de-regulation (repeatable; also "
+            "MAISON_REGULATION_CENTRES, comma-separated)."
+        ),
+    ] = None,
+    emergency_minutes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=240,
+            help="How long a bris de glace opens a record, in minutes (default 30; also "
+            "MAISON_EMERGENCY_MINUTES).",
+        ),
+    ] = None,
     state: StateOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     sqlite_synchronous: Annotated[
@@ -121,6 +138,12 @@ def serve(
         workers=workers,
         sqlite_synchronous=sqlite_synchronous.upper(),
     )
+    if regulation_centre:
+        settings.regulation_centres = ",".join(
+            [*settings.regulation_ids, *(c.strip() for c in regulation_centre if c.strip())]
+        )
+    if emergency_minutes is not None:
+        settings.emergency_minutes = emergency_minutes
     if settings.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise typer.BadParameter("--sqlite-synchronous must be FULL, NORMAL or EXTRA")
     services = None

@@ -17,6 +17,7 @@ from maison.fhir.errors import Category, FhirError
 from maison.fhir.search import SearchQuery, compartment_criterion, parse_search
 from maison.security.principal import Principal
 from maison.security.readonly import check_change
+from maison.security.record_guard import RecordGuard
 from maison.security.scopes import authorize
 from maison.store.interface import HistoryPage, SearchPage, Stored, StoreTx
 
@@ -35,6 +36,8 @@ class GuardedTx:
     tx: StoreTx
     principal: Principal
     defs: Definitions | None = None
+    #: the DMP access rules of this request (None: scopes and compartment only)
+    rules: RecordGuard | None = None
 
     # --- the patient compartment of a patient/ token ------------------------------------
     def _confined(self) -> tuple[str, str] | None:
@@ -96,7 +99,8 @@ class GuardedTx:
     def read(self, res_type: str, res_id: str) -> Stored | None:
         """read, allowed by a read scope on the type."""
         authorize(self.principal, "read", res_type)
-        return self._check_member(self.tx.read(res_type, res_id))
+        stored = self._check_member(self.tx.read(res_type, res_id))
+        return self.rules.check(self.tx, stored, "read") if self.rules is not None else stored
 
     def replaced(self, res_type: str, res_id: str) -> Stored | None:
         """The version an update replaces, for write rules: allowed by an update scope (a
@@ -109,7 +113,8 @@ class GuardedTx:
         authorize(self.principal, "vread", res_type)
         if self._confined() is not None:
             self._check_member(self.tx.read(res_type, res_id))
-        return self._check_member(self.tx.vread(res_type, res_id, version))
+        stored = self._check_member(self.tx.vread(res_type, res_id, version))
+        return self.rules.check(self.tx, stored, "vread") if self.rules is not None else stored
 
     def create(
         self,
@@ -122,7 +127,10 @@ class GuardedTx:
         authorize(self.principal, "create", res_type)
         check_change(self.principal, "create", res_type, resource, None)
         self._check_written(res_type, resource if res_id is None else {**resource, "id": res_id})
-        return self.tx.create(res_type, resource, res_id, fresh)
+        stored = self.tx.create(res_type, resource, res_id, fresh)
+        if self.rules is not None:
+            self.rules.wrote("create", stored)
+        return stored
 
     def update(
         self,
@@ -140,7 +148,12 @@ class GuardedTx:
         if self._confined() is not None:
             self._check_member(self.tx.read(res_type, res_id))
             self._check_written(res_type, {**resource, "id": res_id})
-        return self.tx.update(res_type, res_id, resource, expected_version)
+        if self.rules is not None and self.rules.guarded(res_type):
+            self.rules.check_write(self.tx, res_type, self.tx.read(res_type, res_id), "update")
+        stored, created = self.tx.update(res_type, res_id, resource, expected_version)
+        if self.rules is not None:
+            self.rules.wrote("create" if created else "update", stored)
+        return stored, created
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
         """delete, allowed by a write/delete scope on the type."""
@@ -151,7 +164,13 @@ class GuardedTx:
             check_change(self.principal, "delete", res_type, None, old)
         if self._confined() is not None:
             self._check_member(self.tx.read(res_type, res_id))
-        return self.tx.delete(res_type, res_id)
+        current = self.tx.read(res_type, res_id) if self.rules is not None else None
+        if self.rules is not None and self.rules.guarded(res_type):
+            self.rules.check_write(self.tx, res_type, current, "delete")
+        gone = self.tx.delete(res_type, res_id)
+        if self.rules is not None and current is not None and not current.deleted:
+            self.rules.wrote("delete", current)
+        return gone
 
     def search(self, query: SearchQuery) -> SearchPage:
         """search, allowed by a read/search scope on the type."""
@@ -162,10 +181,22 @@ class GuardedTx:
         owner = self._confined()
         if owner is not None:
             query = self._within(query, owner)
+        rules = self.rules
+        if rules is not None:
+            narrowed = rules.narrow(self.tx, query)
+            if narrowed is None:  # no document of the record may be shown: nothing matches
+                return SearchPage([], 0 if query.total != "none" else None, False)
+            query = narrowed
         page = self.tx.search(query)
         if owner is not None and page.included:
             kept_ = [s for s in page.included if self._member(s, owner)]
             page = replace(page, included=kept_)
+        if rules is not None:
+            page = replace(
+                page,
+                entries=rules.keep(self.tx, page.entries, "search"),
+                included=rules.keep(self.tx, page.included, "search"),
+            )
         if not page.included:
             return page
         readable: dict[str, bool] = {}
@@ -274,4 +305,13 @@ class GuardedTx:
                     "a patient token reads the history of its own resources only, one at a time",
                 )
             self._check_member(self.tx.read(res_type, res_id))
+        rules = self.rules
+        if rules is not None and rules.viewer.kind != "system":
+            if res_type is None or (res_id is None and rules.guarded(res_type)):
+                raise FhirError(
+                    Category.FORBIDDEN,
+                    "the history of patients' records is read one resource at a time",
+                )
+            if res_id is not None and rules.guarded(res_type):
+                rules.check(self.tx, self.tx.read(res_type, res_id), "history")
         return self.tx.history(res_type, res_id, since, count, before_seq)

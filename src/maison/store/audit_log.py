@@ -242,3 +242,35 @@ def latest(
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.seq.desc()).limit(count)).all()
     return [(int(r.seq), bytes(r.body)) for r in rows]
+
+
+def entry_of(engine: Engine, seq: int) -> tuple[int, str | None, bytes] | None:
+    """(seq, patient, encrypted body) of entry ``seq``, or None when it does not exist."""
+    t = audit_log.c
+    with engine.connect() as conn:
+        row = conn.execute(select(t.seq, t.patient, t.body).where(t.seq == seq)).one_or_none()
+    return None if row is None else (int(row.seq), row.patient, bytes(row.body))
+
+
+def iter_newest(
+    engine: Engine, patient: str | None, since: str | None, page: int = 1000
+) -> Iterator[tuple[int, bytes]]:
+    """(seq, encrypted body) of every entry (of one patient, recorded at or after ``since`` when
+    given), newest first, read in keyset pages so no transaction stays open for the whole walk."""
+    t = audit_log.c
+    before: int | None = None
+    while True:
+        query = select(t.seq, t.body)
+        if patient is not None:
+            query = query.where(t.patient == patient)
+        if since is not None:
+            query = query.where(t.at >= since)
+        if before is not None:
+            query = query.where(t.seq < before)
+        with engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.seq.desc()).limit(page)).all()
+        for r in rows:
+            yield int(r.seq), bytes(r.body)
+        if len(rows) < page:
+            return
+        before = int(rows[-1].seq)

@@ -147,6 +147,8 @@ def criterion(c: Criterion, rtype: Any, correlated: bool = False) -> ColumnEleme
     criterion drives the plan."""
     if correlated and (probe := _chain_probe(c, rtype)) is not None:
         return probe
+    if correlated and c.type == "any":  # one of several criteria, each probed on the row
+        return or_(*(criterion(inner, rtype, correlated=True) for _, inner in c.chain))
     negated, ids = _positive(c, rtype)
     if not correlated:
         return resource.c.res_id.not_in(ids) if negated else resource.c.res_id.in_(ids)

@@ -68,6 +68,8 @@ SCOPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACTION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/consentaction"
 ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 IDNPS: Final = "urn:oid:1.2.250.1.71.4.2.1"
+PARTICIPATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 #: How long a closed DMP's documents are kept before the purge (CSP; consumer site).
 RETENTION_YEARS: Final = 10
 
@@ -78,14 +80,45 @@ class Kind(StrEnum):
     OPENING = "dmp-opening"
     FEEDING = "dmp-feeding"
     CONSULTATION = "dmp-consultation"
+    #: the patient's opposition to (or acceptance of) access in an emergency
+    EMERGENCY = "dmp-emergency"
+    #: the patient's initial consent to an équipe de soins' access (one per CareTeam)
+    CARE_TEAM = "dmp-care-team"
+    #: the patient's consent to one professional's access, for one consultation
+    PROFESSIONAL = "dmp-professional"
+    #: the patient's blocking of one professional
+    BLOCK = "dmp-block"
+    #: a professional's bris de glace: not the patient's will, the legal basis of an
+    #: emergency access, recorded so that its window is part of the record's state
+    BRIS_DE_GLACE = "dmp-bris-de-glace"
+
+
+#: The decisions made per actor (a team, a professional): several are active at once.
+PER_ACTOR: Final = frozenset({Kind.CARE_TEAM, Kind.PROFESSIONAL, Kind.BLOCK, Kind.BRIS_DE_GLACE})
+#: The extension holding the justification of a bris de glace.
+EMERGENCY_REASON: Final = f"{CANONICAL_BASE}/StructureDefinition/dmp-emergency-reason"
 
 
 #: consentaction code of each decision: feeding collects, consultation accesses.
-ACTION: Final = {Kind.OPENING: "collect", Kind.FEEDING: "collect", Kind.CONSULTATION: "access"}
+ACTION: Final = {
+    Kind.OPENING: "collect",
+    Kind.FEEDING: "collect",
+    Kind.CONSULTATION: "access",
+    Kind.EMERGENCY: "access",
+    Kind.CARE_TEAM: "access",
+    Kind.PROFESSIONAL: "access",
+    Kind.BLOCK: "access",
+    Kind.BRIS_DE_GLACE: "access",
+}
 DISPLAY: Final = {
     Kind.OPENING: "Ouverture du DMP (consentement à l'alimentation)",
     Kind.FEEDING: "Alimentation du DMP",
     Kind.CONSULTATION: "Consultation du DMP",
+    Kind.EMERGENCY: "Accès en urgence (bris de glace) au DMP",
+    Kind.CARE_TEAM: "Accès de l'équipe de soins au DMP",
+    Kind.PROFESSIONAL: "Accès d'un professionnel au DMP pour une consultation",
+    Kind.BLOCK: "Blocage d'un professionnel",
+    Kind.BRIS_DE_GLACE: "Accès en mode bris de glace",
 }
 
 
@@ -120,6 +153,7 @@ class DmpStatus:
     feeding_opposed_since: str | None
     consultation_opposed_since: str | None
     medecin_traitant: Mapping[str, Any] | None  # a Reference
+    emergency_opposed_since: str | None = None  # opposition to the bris de glace
 
     @property
     def exists(self) -> bool:
@@ -218,6 +252,7 @@ def dmp_status(
     opening = _newest(decisions, Kind.OPENING)
     feeding = _newest(decisions, Kind.FEEDING)
     consultation = _newest(decisions, Kind.CONSULTATION)
+    emergency = _newest(decisions, Kind.EMERGENCY)
     closed = closure_date(patient)
     purge_after: date | None = None
     if closed is not None:
@@ -243,6 +278,9 @@ def dmp_status(
             consultation.at if consultation is not None and not consultation.permit else None
         ),
         medecin_traitant=doctor if isinstance(doctor, Mapping) else None,
+        emergency_opposed_since=(
+            emergency.at if emergency is not None and not emergency.permit else None
+        ),
     )
 
 
@@ -336,6 +374,9 @@ def consent_resource(
     performer: Mapping[str, Any] | None = None,
     method: str | None = None,
     source: Mapping[str, Any] | None = None,
+    actor: Mapping[str, Any] | None = None,
+    period: tuple[str, str | None] | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The Consent recording one DMP decision of the patient (or his legal representative)
     (https://hl7.org/fhir/R4/consent.html)."""
@@ -364,11 +405,60 @@ def consent_resource(
             "action": [{"coding": [{"system": ACTION_SYSTEM, "code": ACTION[kind]}]}],
         },
     }
+    extensions: list[dict[str, Any]] = []
     if method:
-        consent["extension"] = [{"url": COLLECTION_METHOD, "valueCode": method}]
+        extensions.append({"url": COLLECTION_METHOD, "valueCode": method})
+    if reason:
+        extensions.append({"url": EMERGENCY_REASON, "valueString": reason})
+    if extensions:
+        consent["extension"] = extensions
     if source is not None:
         consent["sourceReference"] = dict(source)
+    provision = consent["provision"]
+    if actor is not None:
+        provision["actor"] = [
+            {
+                "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP"}]},
+                "reference": dict(actor),
+            }
+        ]
+    if period is not None:
+        provision["period"] = {"start": period[0], **({"end": period[1]} if period[1] else {})}
+    if kind is Kind.BRIS_DE_GLACE:  # the professional's declaration: nothing the patient verified
+        consent.pop("verification", None)
+        provision["purpose"] = [{"system": ACT_REASON, "code": "BTG", "display": "break the glass"}]
+        consent["policyRule"] = {"coding": [{"system": ACT_REASON, "code": "BTG"}]}
     return consent
+
+
+def actor_of(consent: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Reference a per-actor decision names (``provision.actor[0].reference``)."""
+    provision = consent.get("provision")
+    actors = provision.get("actor") if isinstance(provision, Mapping) else None
+    if isinstance(actors, list) and actors and isinstance(actors[0], Mapping):
+        ref = actors[0].get("reference")
+        return ref if isinstance(ref, Mapping) else None
+    return None
+
+
+def period_of(consent: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """The (start, end) of a decision's ``provision.period``, open ends as None."""
+    provision = consent.get("provision")
+    period = provision.get("period") if isinstance(provision, Mapping) else None
+    if not isinstance(period, Mapping):
+        return None, None
+    start, end = period.get("start"), period.get("end")
+    return (
+        parse_instant(start) if isinstance(start, str) else None,
+        parse_instant(end) if isinstance(end, str) else None,
+    )
+
+
+def emergency_reason(consent: Mapping[str, Any]) -> str | None:
+    """The justification a bris de glace records."""
+    ext = extension(consent, EMERGENCY_REASON)
+    value = ext.get("valueString") if ext is not None else None
+    return value if isinstance(value, str) else None
 
 
 def closed_patient(patient: Mapping[str, Any], at: str, reason: str | None) -> dict[str, Any]:

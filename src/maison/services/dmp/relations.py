@@ -1,0 +1,245 @@
+"""The facts of a patient's record the access rules decide on, read from the FHIR resources
+that hold them: the DMP's state and the patient's decisions (``Consent``, see
+:mod:`maison.services.dmp.record`), his médecin traitant DMP (a Patient extension), and his
+équipes de soins (``CareTeam``: subject the patient, members Practitioner, PractitionerRole or
+a whole Organization, a period).
+
+A care team counts only once the patient consented to its access (a ``dmp-care-team``
+Consent naming it: Conseil d'État, 15 October 2025); the patient's consent to one professional
+(``dmp-professional``) and a bris de glace (``dmp-bris-de-glace``) run for their period; a
+blocking (``dmp-block``) refuses the professional it names.
+
+https://hl7.org/fhir/R4/careteam.html, https://hl7.org/fhir/R4/consent.html,
+https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from maison.fhir.definitions import Definitions
+from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
+from maison.security.access import Grant, RecordFacts
+from maison.services.dmp import record
+from maison.services.dmp.record import Kind, State
+from maison.store.interface import Stored, StoreTx
+
+IDNST: Final = "urn:oid:1.2.250.1.71.4.2.2"
+#: The largest number of active Consents or CareTeams read for one record.
+MAX_ROWS: Final = 1000
+
+
+def _active(
+    tx: StoreTx, defs: Definitions, rtype: str, param: str, patient_id: str
+) -> list[dict[str, Any]]:
+    params = defs.search_params(rtype)
+    query = SearchQuery(
+        rtype,
+        [
+            Criterion(
+                param,
+                "reference",
+                None,
+                (ReferenceValue("Patient", patient_id, None),),
+                params.get(param),
+            ),
+            Criterion(
+                "status", "token", None, (TokenValue(None, "active", True),), params.get("status")
+            ),
+        ],
+        count=MAX_ROWS,
+        total="none",
+    )
+    return [s.resource for s in tx.search(query).entries if s.resource is not None]
+
+
+def state_refusal(status: record.DmpStatus) -> str | None:
+    """Why nobody may read the record, whatever his relationship: closed or merged. A DMP
+    never opened explicitly is read like an open one: since the loi du 24 juillet 2019 Mon
+    espace santé is opened for everyone who did not object, and such a record is fed all the
+    same (:func:`record.feeding_refusal`)
+    (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD0.2)."""
+    if status.state in (State.OPEN, State.NEVER_OPENED):
+        return None
+    return record.consultation_refusal(
+        record.DmpStatus(
+            status.patient,
+            status.state,
+            status.opened_at,
+            status.closed_at,
+            status.purge_after,
+            None,
+            None,
+            None,
+        ),
+        None,
+    )
+
+
+def _identifiers(resource: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for ident in resource.get("identifier") or []:
+        if isinstance(ident, Mapping):
+            system, value = ident.get("system"), ident.get("value")
+            if isinstance(system, str) and isinstance(value, str):
+                out.append((system, value))
+    return out
+
+
+def _read(tx: StoreTx, ref: str) -> Stored | None:
+    head, _, rid = ref.rstrip("/").rpartition("/")
+    if not rid or not head:
+        return None
+    found = tx.read(head.rsplit("/", 1)[-1], rid)
+    return found if found is not None and not found.deleted and found.resource else None
+
+
+def who_is(tx: StoreTx, reference: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    """(IDNPS values, references, structure ids) a Reference names: a Practitioner (his
+    IDNPS), a PractitionerRole (its practitioner's), an Organization (its FINESS, SIRET, IDNST
+    and the id an IDNST carries after its type digit), or an identifier alone."""
+    idnps: set[str] = set()
+    refs: set[str] = set()
+    structures: set[str] = set()
+    ident = reference.get("identifier")
+    if isinstance(ident, Mapping):
+        system, value = ident.get("system"), ident.get("value")
+        if isinstance(value, str):
+            if system == record.IDNPS:
+                idnps.add(value)
+            else:
+                structures.add(value)
+    ref = reference.get("reference")
+    if isinstance(ref, str):
+        refs.add(ref)
+        target = _read(tx, ref)
+        if target is not None and target.resource is not None:
+            body = target.resource
+            if target.type == "PractitionerRole":
+                inner = body.get("practitioner")
+                if isinstance(inner, Mapping):
+                    more = who_is(tx, inner)
+                    idnps |= more[0]
+                    refs |= more[1]
+            for system, value in _identifiers(body):
+                if target.type == "Organization":
+                    structures.add(value)
+                    if system == IDNST and len(value) > 1:
+                        structures.add(value[1:])
+                elif system == record.IDNPS:
+                    idnps.add(value)
+    return idnps, refs, structures
+
+
+def _grant(
+    tx: StoreTx, kind: Any, consent: Mapping[str, Any], reference: Mapping[str, Any]
+) -> Grant:
+    idnps, refs, structures = who_is(tx, reference)
+    start, end = record.period_of(consent)
+    return Grant(
+        kind,
+        f"Consent/{consent.get('id')}",
+        frozenset(idnps),
+        frozenset(refs),
+        frozenset(structures),
+        start,
+        end,
+        record.emergency_reason(consent),
+    )
+
+
+def _newest_per_actor(
+    consents: Iterable[Mapping[str, Any]], kind: Kind
+) -> list[tuple[record.Decision, Mapping[str, Any], Mapping[str, Any]]]:
+    """The newest decision of ``kind`` per actor named (earlier ones are superseded)."""
+    best: dict[str, tuple[record.Decision, Mapping[str, Any], Mapping[str, Any]]] = {}
+    for consent in consents:
+        decision = record.decision_of(consent)
+        actor = record.actor_of(consent)
+        if decision is None or decision.kind is not kind or actor is None:
+            continue
+        key = str(actor.get("reference") or actor.get("identifier"))
+        if kind is Kind.BRIS_DE_GLACE:
+            key = f"{key}#{consent.get('id')}"  # every emergency stands on its own
+        moment = record.parse_instant(decision.at) or datetime.min.replace(tzinfo=UTC)
+        held = best.get(key)
+        if held is None or (record.parse_instant(held[0].at) or moment) <= moment:
+            best[key] = (decision, consent, actor)
+    return list(best.values())
+
+
+def record_facts(
+    tx: StoreTx,
+    defs: Definitions,
+    patient_id: str,
+    retention_years: int = record.RETENTION_YEARS,
+) -> RecordFacts | None:
+    """The facts of ``Patient/[patient_id]``'s record, None when no such patient
+    (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
+    patient = tx.read("Patient", patient_id)
+    if patient is None or patient.deleted or patient.resource is None:
+        return None
+    consents = _active(tx, defs, "Consent", "patient", patient_id)
+    status = record.dmp_status(patient.resource, consents, retention_years)
+    grants: list[Grant] = []
+    blocks: list[Grant] = []
+    for decision, consent, actor in _newest_per_actor(consents, Kind.PROFESSIONAL):
+        if decision.permit:
+            grants.append(_grant(tx, "consent", consent, actor))
+    for decision, consent, actor in _newest_per_actor(consents, Kind.BRIS_DE_GLACE):
+        if decision.permit:
+            grants.append(_grant(tx, "emergency", consent, actor))
+    for decision, consent, actor in _newest_per_actor(consents, Kind.BLOCK):
+        if not decision.permit:
+            blocks.append(_grant(tx, "block", consent, actor))
+    team_consent: dict[str, str | None] = {}
+    for decision, consent, actor in _newest_per_actor(consents, Kind.CARE_TEAM):
+        ref = actor.get("reference")
+        if isinstance(ref, str):
+            team_consent[ref] = f"Consent/{consent.get('id')}" if decision.permit else None
+    for team in _active(tx, defs, "CareTeam", "patient", patient_id):
+        ref = f"CareTeam/{team.get('id')}"
+        idnps: set[str] = set()
+        refs: set[str] = set()
+        structures: set[str] = set()
+        for participant in team.get("participant") or []:
+            member = participant.get("member") if isinstance(participant, Mapping) else None
+            if not isinstance(member, Mapping):
+                continue
+            found = who_is(tx, member)
+            idnps |= found[0]
+            refs |= found[1]
+            structures |= found[2]
+        # the team's period decides (a member's own participant.period is not read yet)
+        period = team.get("period")
+        period = period if isinstance(period, Mapping) else {}
+        start, end = (
+            record.parse_instant(v) if isinstance(v, str) else None
+            for v in (period.get("start"), period.get("end"))
+        )
+        grants.append(
+            Grant(
+                "care-team",
+                ref,
+                frozenset(idnps),
+                frozenset(refs),
+                frozenset(structures),
+                start,
+                end,
+                consent=team_consent.get(ref),
+            )
+        )
+    return RecordFacts(
+        patient=f"Patient/{patient_id}",
+        state_refusal=state_refusal(status),
+        consultation_opposed=status.consultation_opposed_since,
+        emergency_opposed=status.emergency_opposed_since,
+        medecin_traitant=status.medecin_traitant,
+        grants=tuple(grants),
+        blocks=tuple(blocks),
+    )
+
+
+__all__ = ["record_facts", "state_refusal", "who_is"]
