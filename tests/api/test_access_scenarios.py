@@ -442,6 +442,14 @@ def test_scenario(world: World, case: Case) -> None:
     assert r.status_code == case.status, (case, r.text[:500] if r.content else "")
     if case.reason is not None:
         assert case.reason in r.text, r.text[:500]
+    if r.status_code == 403 and case.action != "btg":  # the rule, machine-readable
+        codes = [
+            c["code"]
+            for issue in r.json()["issue"]
+            for c in issue.get("details", {}).get("coding", [])
+            if c["system"].endswith("/access-rule")
+        ]
+        assert codes, r.text[:500]
     if case.visible is not None and seen is not None:
         assert seen == set(case.visible), (case, seen)
 

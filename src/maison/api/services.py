@@ -42,7 +42,7 @@ from maison.security.issuer import LocalIssuer
 from maison.security.jwks import RemoteJwks
 from maison.security.matrix_store import ActiveMatrix
 from maison.security.principal import Principal
-from maison.security.record_guard import RecordGuard, viewer_of
+from maison.security.record_guard import RecordGuard, refusal, viewer_of
 from maison.security.tokens import JwtAuthenticator
 from maison.services.dmp import lifecycle, provide, record
 from maison.services.dmp.relations import record_facts
@@ -164,10 +164,11 @@ class Services:
             )
         who = principal.professional
         if who is None or not self.regulation_centres.intersection(who.structure.values()):
-            raise FhirError(
-                Category.FORBIDDEN,
+            raise refusal(
                 "the centre de régulation mode is reserved to professionals acting for a "
-                "structure declared as a centre de régulation (MAISON_REGULATION_CENTRES)",
+                "structure declared as a centre de régulation (maison serve "
+                "--regulation-centre, MAISON_REGULATION_CENTRES)",
+                "dmp-access:regulation-not-declared",
             )
         return True
 

@@ -62,14 +62,20 @@ class Issue:
     code: str  # http://hl7.org/fhir/issue-type
     diagnostics: str
     expression: tuple[str, ...] = ()
+    #: machine-readable detail codes, (system, code) pairs (e.g. the access rule applied)
+    details: tuple[tuple[str, str], ...] = ()
 
     def to_fhir(self) -> dict[str, Any]:
         """Render as an OperationOutcome.issue element."""
         out: dict[str, Any] = {
             "severity": self.severity,
             "code": self.code,
-            "diagnostics": self.diagnostics,
         }
+        if self.details:
+            out["details"] = {
+                "coding": [{"system": system, "code": code} for system, code in self.details]
+            }
+        out["diagnostics"] = self.diagnostics
         if self.expression:
             out["expression"] = list(self.expression)
         return out

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from maison.fhir.definitions import Definitions
-from maison.fhir.errors import Category, FhirError
+from maison.fhir.errors import Category, FhirError, Issue
 from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
 from maison.security.access import (
     DOCUMENT_TYPES,
@@ -40,6 +40,32 @@ PATIENT_PARAMS: Final = frozenset({"patient", "subject", "beneficiary"})
 PATIENT_ELEMENTS: Final = ("subject", "patient", "beneficiary", "individual")
 #: Types outside the rules though in the Patient compartment: the identity itself.
 OPEN_TYPES: Final = frozenset({"Patient"})
+
+#: The code systems of the machine-readable reasons of a refusal (OperationOutcome details).
+RULE_SYSTEM: Final = "https://maison.example.org/fhir/CodeSystem/access-rule"
+REFERENCE_SYSTEM: Final = "https://maison.example.org/fhir/CodeSystem/access-basis-record"
+
+
+def refusal(
+    message: str,
+    rule: str,
+    cell: str | None = None,
+    source: str | None = None,
+    hidden: bool = False,
+) -> FhirError:
+    """A 403 (404 when the resource's existence must stay hidden) whose OperationOutcome names
+    the rule, the matrix cell and the record (consent, team) it rests on, as codes."""
+    details = [(RULE_SYSTEM, rule)]
+    if cell and cell != rule:
+        details.append((RULE_SYSTEM, cell))
+    if source:
+        details.append((REFERENCE_SYSTEM, source))
+    if hidden:
+        return FhirError(Category.NOT_FOUND, message)
+    return FhirError(
+        Category.FORBIDDEN, message, [Issue("error", "forbidden", message, (), tuple(details))]
+    )
+
 
 #: (raw store unit, patient id) -> the facts of that patient's record, None when unknown.
 FactsLoader = Callable[[StoreTx, str], RecordFacts | None]
@@ -204,8 +230,13 @@ class RecordGuard:
         if decided.allowed:
             return stored
         if decided.hidden:
-            raise FhirError(Category.NOT_FOUND, f"{resource} is not known")
-        raise FhirError(Category.FORBIDDEN, f"{resource}: {decided.reason} [{decided.rule}]")
+            raise refusal(f"{resource} is not known", decided.rule, hidden=True)
+        raise refusal(
+            f"{resource}: {decided.reason} [{decided.rule}]",
+            decided.rule,
+            decided.cell,
+            decided.source,
+        )
 
     def keep(self, tx: StoreTx, found: Iterable[Stored], action: str) -> list[Stored]:
         """The resources the viewer may see among ``found`` (search matches, includes), the
@@ -295,7 +326,7 @@ class RecordGuard:
                 self.trace.append(
                     Access("search", None, None, False, "dmp-access:no-patient", reason)
                 )
-                raise FhirError(Category.FORBIDDEN, reason)
+                raise refusal(reason, "dmp-access:no-patient")
             if guarded:
                 return replace(query, types=tuple(t for t in query.types if not self.guarded(t)))
             return query
@@ -317,7 +348,7 @@ class RecordGuard:
                 "patient.identifier=<system>|<INS>): the rules decide record by record"
             )
             self.trace.append(Access("search", rtype, None, False, "dmp-access:no-patient", reason))
-            raise FhirError(Category.FORBIDDEN, reason)
+            raise refusal(reason, "dmp-access:no-patient")
         patients = {p for p in patients if not p.startswith("?")}  # names no known patient
         if not patients:
             return None
@@ -326,7 +357,7 @@ class RecordGuard:
             self.trace.append(
                 Access("search", rtype, None, False, "dmp-access:many-patients", reason)
             )
-            raise FhirError(Category.FORBIDDEN, reason)
+            raise refusal(reason, "dmp-access:many-patients")
         patient = next(iter(patients))
         granted = self.basis_for(tx, patient)
         if not granted.allowed:
@@ -335,7 +366,11 @@ class RecordGuard:
                     "search", rtype, patient, False, granted.rule, granted.reason, granted.source
                 )
             )
-            raise FhirError(Category.FORBIDDEN, f"{patient}: {granted.reason} [{granted.rule}]")
+            raise refusal(
+                f"{patient}: {granted.reason} [{granted.rule}]",
+                granted.rule,
+                source=granted.source,
+            )
         if rtype not in DOCUMENT_TYPES:
             return query
         authored: list[str] = []
