@@ -233,13 +233,15 @@ def test_medecin_traitant_is_shown_and_recognised(dmp: Server, patient: tuple[st
     with dmp.client(_professional_token(dmp, "810000000999")) as other:
         theirs = _out(_access(other, patient=ref))
         assert theirs["medecin-traitant-is-caller"] is False
-        assert "you are" not in theirs["reason"]
+        # no relationship at all: the access rules answer for him
+        assert theirs["authorized"] is False and theirs["rule"] == "dmp-access:no-relationship"
     with dmp.client() as c:
         _out(_op(c, ref, "dmp-opposition", kind="consultation", opposed=True))
     with dmp.client(_professional_token(dmp, idnps)) as him:
         blocked = _out(_access(him, patient=ref))
         assert blocked["authorized"] is False and blocked["consultation-opposed"] is True
-        assert "even by his médecin traitant DMP" in blocked["reason"]
+        assert "opposed the consultation" in blocked["reason"]
+        assert blocked["rule"] == "dmp-access:opposition"
         assert "bris de glace" in blocked["reason"]
     with dmp.client() as c:
         cleared = _out(_op(c, ref, "dmp-medecin-traitant", clear=True))

@@ -411,6 +411,16 @@ def register_dmp(
         params = status_parameters(status)
         if status.medecin_traitant is not None:
             params.append({"name": "medecin-traitant-is-caller", "valueBoolean": is_doctor})
+        rules = inv.tx.rules
+        if rules is not None and rules.viewer.kind != "system":
+            # the access rules themselves: what a read of this record would be answered
+            granted = rules.basis_for(raw, f"Patient/{patient.id}")
+            params.append({"name": "authorized", "valueBoolean": granted.allowed})
+            params.append({"name": "reason", "valueString": granted.reason})
+            params.append({"name": "rule", "valueCode": granted.rule})
+            if granted.source:
+                params.append({"name": "basis", "valueReference": {"reference": granted.source}})
+            return ix.Result(200, {"resourceType": "Parameters", "parameter": params})
         params.append({"name": "authorized", "valueBoolean": refusal is None})
         reason = refusal or (
             "the DMP is open and the patient did not oppose its consultation (the care-team, "

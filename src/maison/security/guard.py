@@ -192,9 +192,14 @@ class GuardedTx:
             kept_ = [s for s in page.included if self._member(s, owner)]
             page = replace(page, included=kept_)
         if rules is not None:
+            kept = rules.keep(self.tx, page.entries, "search")
+            total = page.total
+            if total is not None and len(kept) < len(page.entries):  # never counts the unseen
+                total -= len(page.entries) - len(kept)
             page = replace(
                 page,
-                entries=rules.keep(self.tx, page.entries, "search"),
+                entries=kept,
+                total=total,
                 included=rules.keep(self.tx, page.included, "search"),
             )
         if not page.included:

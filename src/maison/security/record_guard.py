@@ -280,8 +280,15 @@ class RecordGuard:
         return None
 
     def note(self, action: str, resource: str | None, patient: str | None) -> None:
-        """Trace an access no rule had to decide (outside the records, or a service)."""
-        self.trace.append(Access(action, resource, patient, True, "scope", "allowed by scope"))
+        """Trace an access no rule had to decide (the identity, a write, a service's access):
+        the token's scopes allowed it."""
+        what = {
+            "system": "a backend service, allowed by its scopes",
+            "professional": "allowed by the professional's scopes",
+        }.get(self.viewer.kind, "allowed by the token's scopes")
+        if resource is not None and resource.startswith("Patient/") and action == "read":
+            what = f"the patient's identity: {what}"
+        self.trace.append(Access(action, resource, patient, True, "scope", what))
 
     def refuse(
         self, action: str, resource: str | None, patient: str | None, why: FhirError
@@ -342,6 +349,11 @@ class RecordGuard:
             patients: set[str] | None = {self.viewer.patient} if self.viewer.patient else set()
         else:
             patients = self._query_patients(tx, query)
+        if patients is None and any(
+            c.code in ("_id", "identifier") and c.modifier is None and not c.chain
+            for c in query.criteria
+        ):
+            return query  # by business identifier (PDSm conditional update): per resource
         if patients is None:
             reason = (
                 f"a search of {rtype} names one patient (patient=Patient/[id] or "
