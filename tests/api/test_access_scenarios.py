@@ -55,6 +55,7 @@ PROS: dict[str, tuple[str, str, str]] = {
     "team_old": ("810000000113", "10", "750000001"),  # médecin in T4 (ended)
     "author": (AUTHOR, "10", "750000001"),  # the documents' author, patient's consent
     "kine": ("810000000114", "70", "750000001"),  # masseur-kinésithérapeute in T1
+    "inactive": ("810000000115", "10", "750000001"),  # consent, then deactivated
 }
 DOCS = ("lab", "letter", "vacc", "img")
 ALL = frozenset(DOCS)
@@ -504,6 +505,20 @@ def test_bad_input_is_refused_with_its_reason(world: World) -> None:
         base_url=w.srv.base_url, headers={"Authorization": "Bearer " + "e30." * 2 + "x"}
     ) as c:
         assert c.get(f"/DocumentReference/{w.docs['P:lab']}").status_code == 401
+    # a professional the Annuaire deactivated after his token was issued
+    with w.client("inactive") as c:
+        _ok(c.post(f"/{p}/$dmp-consent", json=_params(("method", "oral"))))
+        assert c.get(f"/DocumentReference/{w.docs['P:lab']}").status_code == 200
+        idnps = PROS["inactive"][0]
+        gone = {
+            "resourceType": "Practitioner",
+            "id": idnps,
+            "active": False,
+            "identifier": [{"system": IDNPS, "value": idnps}],
+        }
+        _ok(w.admin.put(f"/Practitioner/{idnps}", json=gone), 200, 201)
+        r = c.get(f"/DocumentReference/{w.docs['P:lab']}")
+        assert r.status_code == 403 and "no longer active" in r.text
     # AuditEvents are not writable through the API
     r = w.admin.post("/AuditEvent", json={"resourceType": "AuditEvent"})
     assert r.status_code == 405
@@ -580,3 +595,34 @@ def test_a_document_search_names_one_patient(world: World) -> None:
         assert r.status_code in (200, 403)
         if r.status_code == 200:
             assert not r.json().get("entry")
+
+
+def test_a_professional_masks_a_document_by_its_identifier(world: World) -> None:
+    """PDSm flux 03: the conditional PATCH on the business identifier passes the guard for a
+    professional who may read the document; once masked, he no longer sees it, its author does."""
+    w = world
+    ref = qualified_patient(w.srv)[0]
+    w.patients["M"] = ref
+    _feed(w, "M", ("lab",))
+    doc = _ok(w.admin.get(f"/DocumentReference/{w.docs['M:lab']}"))
+    entry_uuid = doc["identifier"][0]["value"]
+    with w.client("consent") as c:
+        _ok(c.post(f"/{ref}/$dmp-consent", json=_params(("method", "oral"))))
+        mask = [
+            {
+                "op": "replace",
+                "path": "/securityLabel",
+                "value": [{"coding": [{"system": A07, "code": "MASQUE_PS"}]}],
+            }
+        ]
+        r = c.patch(f"/DocumentReference?identifier={entry_uuid}", json=mask, headers=PATCH)
+        assert r.status_code == 200, r.text
+        assert c.get(f"/DocumentReference/{w.docs['M:lab']}").status_code == 404
+        r = c.patch(f"/DocumentReference?identifier={entry_uuid}", json=mask, headers=PATCH)
+        assert r.status_code in (404, 412), r.text  # a masked document is not his to find
+    with w.client("author") as c:
+        _ok(c.post(f"/{ref}/$dmp-consent", json=_params(("method", "oral"))))
+        assert c.get(f"/DocumentReference/{w.docs['M:lab']}").status_code == 200
+    with w.client("none") as c:  # no relationship: the identifier finds nothing to change
+        r = c.patch(f"/DocumentReference?identifier={entry_uuid}", json=mask, headers=PATCH)
+        assert r.status_code in (403, 404, 412), r.text

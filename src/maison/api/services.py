@@ -152,7 +152,12 @@ class Services:
             return record_facts(tx, defs, patient_id, retention)
 
         return RecordGuard(
-            viewer_of(principal, regulation), self.matrix.current(), facts, self.store.clock, defs
+            viewer_of(principal, regulation),
+            self.matrix.current(),
+            facts,
+            self.store.clock,
+            defs,
+            standing=annuaire_standing,
         )
 
     def _regulation_mode(self, principal: Principal, mode: str) -> bool:
@@ -450,6 +455,22 @@ class AuditedUnit(Generic[T]):
             events.append(denial_event(self.principal, self.info, clock(), error.message))
         if events:
             trail.record(events)
+
+
+def annuaire_standing(tx: StoreTx, idnps: str) -> str | None:
+    """Why the Annuaire Santé no longer lets this professional act (his Practitioner, read by
+    its IDNPS id as the import stores it, is inactive), None when it does or does not know him:
+    a token issued before his deactivation stops opening records at once
+    (https://interop.esante.gouv.fr/ig/fhir/annuaire/)."""
+    stored = tx.read("Practitioner", idnps)
+    if stored is None or stored.deleted or stored.resource is None:
+        return None
+    if stored.resource.get("active") is False:
+        return (
+            f"the professional {idnps} is no longer active in the Annuaire Santé: he may not "
+            "open a patient's record"
+        )
+    return None
 
 
 def make_store(settings: Settings, defs: Definitions) -> SqlStore:

@@ -122,7 +122,11 @@ class RecordGuard:
     load_facts: FactsLoader
     clock: Callable[[], datetime]
     defs: Definitions
+    #: (raw unit, IDNPS) -> why the Annuaire no longer lets him act, None when it does
+    standing: Callable[[StoreTx, str], str | None] | None = None
     trace: list[Access] = field(default_factory=list)
+    _standing: str | None = None
+    _standing_checked: bool = False
     _facts: dict[str, RecordFacts | None] = field(default_factory=dict)
     _basis: dict[str, Basis] = field(default_factory=dict)
     _now: datetime | None = None
@@ -170,6 +174,14 @@ class RecordGuard:
         """Whether the viewer may open this record now (cached for the request)."""
         if patient in self._basis:
             return self._basis[patient]
+        who = self.viewer.professional
+        if who is not None and self.standing is not None and not self._standing_checked:
+            self._standing = self.standing(tx, who.national_id)
+            self._standing_checked = True
+        if self._standing is not None:
+            refused = Basis(False, "dmp-access:inactive-professional", self._standing)
+            self._basis[patient] = refused
+            return refused
         pid = patient.rpartition("/")[2]
         if patient not in self._facts:
             self._facts[patient] = self.load_facts(tx, pid)
