@@ -524,6 +524,24 @@ def test_bad_input_is_refused_with_its_reason(world: World) -> None:
     assert r.status_code == 405
     r = w.admin.delete("/AuditEvent/1")
     assert r.status_code == 405
+    smuggled = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "AuditEvent",
+                    "type": {"code": "rest"},
+                    "recorded": "2026-01-01T00:00:00Z",
+                    "agent": [{"requestor": True}],
+                    "source": {"observer": {"display": "x"}},
+                },
+                "request": {"method": "POST", "url": "AuditEvent"},
+            }
+        ],
+    }
+    r = w.admin.post("/", json=smuggled)
+    assert r.status_code == 405, r.text
 
 
 # --------------------------------------------------------------------------- the trace

@@ -28,6 +28,17 @@ PROTECTABLE_TYPES = frozenset(
 )
 
 
+def _not_audit(res_type: str) -> None:
+    """AuditEvents are written by the platform only, into the audit trail, never as resources
+    (https://hl7.org/fhir/R4/auditevent.html)."""
+    if res_type == "AuditEvent":
+        raise FhirError(
+            Category.METHOD_NOT_ALLOWED,
+            "AuditEvents are written by the platform only; they cannot be created, changed or "
+            "deleted through the API",
+        )
+
+
 @dataclass
 class GuardedTx:
     """A StoreTx seen through one principal's permissions: its scopes, and, for a patient
@@ -124,6 +135,7 @@ class GuardedTx:
         fresh: bool = False,
     ) -> Stored:
         """create, allowed by a write/create scope on the type."""
+        _not_audit(res_type)
         authorize(self.principal, "create", res_type)
         check_change(self.principal, "create", res_type, resource, None)
         self._check_written(res_type, resource if res_id is None else {**resource, "id": res_id})
@@ -140,6 +152,7 @@ class GuardedTx:
         expected_version: int | None = None,
     ) -> tuple[Stored, bool]:
         """update (or update-as-create), allowed by a write/update scope on the type."""
+        _not_audit(res_type)
         authorize(self.principal, "update", res_type)
         if res_type in PROTECTABLE_TYPES:
             current = self.tx.replaced(res_type, res_id)
@@ -157,6 +170,7 @@ class GuardedTx:
 
     def delete(self, res_type: str, res_id: str) -> Stored | None:
         """delete, allowed by a write/delete scope on the type."""
+        _not_audit(res_type)
         authorize(self.principal, "delete", res_type)
         if res_type in PROTECTABLE_TYPES:
             current = self.tx.replaced(res_type, res_id)
