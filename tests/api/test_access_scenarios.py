@@ -590,6 +590,20 @@ def test_the_patient_reads_who_accessed_his_record(world: World) -> None:
         # and he cannot read another record's history
         other = c.get("/AuditEvent", params={"patient": w.patients["Q"]})
         assert other.status_code == 403
+    # the data protection officer's tool reads any record's, refusals included
+    with httpx.Client(
+        base_url=w.srv.base_url,
+        headers={"Authorization": f"Bearer {w.srv.mint('system/AuditEvent.rs')}"},
+    ) as dpo:
+        r = dpo.get("/AuditEvent", params={"patient": w.patients["R"], "_count": 500})
+        assert r.status_code == 200, r.text
+        refused = [
+            e["resource"]
+            for e in r.json()["entry"]
+            if e["resource"]["outcome"] != "0"
+            and "emergency" in (e["resource"].get("outcomeDesc") or "")
+        ]
+        assert refused, "the refused bris de glace is not in the trail"
     # a professional does not read the history of a record
     with w.client("mt") as c:
         assert c.get("/AuditEvent", params={"patient": p}).status_code == 403
