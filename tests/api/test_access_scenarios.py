@@ -591,6 +591,9 @@ def test_the_patient_reads_who_accessed_his_record(world: World) -> None:
         other = c.get("/AuditEvent", params={"patient": w.patients["Q"]})
         assert other.status_code == 403
     # the data protection officer's tool reads any record's, refusals included
+    with w.client("btg") as c:
+        reason = ("reason", "patient inconscient, antécédents inconnus")
+        assert c.post(f"/{w.patients['R']}/$bris-de-glace", json=_params(reason)).status_code == 403
     with httpx.Client(
         base_url=w.srv.base_url,
         headers={"Authorization": f"Bearer {w.srv.mint('system/AuditEvent.rs')}"},
