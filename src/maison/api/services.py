@@ -35,7 +35,6 @@ from maison.fhir.definitions import Definitions, default_definitions
 from maison.fhir.errors import Category, FhirError, Issue, invalid
 from maison.fhir.indexing import Indexer
 from maison.fhir.validation import Validator
-from maison.security.access import RecordFacts
 from maison.security.cache import CachingAuthenticator
 from maison.security.guard import GuardedTx
 from maison.security.issuer import LocalIssuer
@@ -45,7 +44,7 @@ from maison.security.principal import Principal
 from maison.security.record_guard import RecordGuard, refusal, viewer_of
 from maison.security.tokens import JwtAuthenticator
 from maison.services.dmp import lifecycle, provide, record
-from maison.services.dmp.relations import record_facts
+from maison.services.dmp.relations import FactsCache
 from maison.services.ins import rules as ins_rules
 from maison.services.ins.accounts import ins_identity
 from maison.services.ins.reliability import InsiEvidence
@@ -94,6 +93,11 @@ class Services:
     #: structures (FINESS / SIRET / RASS) whose professionals may use the centre de
     #: régulation (SAMU) mode
     regulation_centres: frozenset[str] = frozenset()
+    #: the facts of records and professionals' standing, kept while nothing they read changes
+    facts_cache: FactsCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.facts_cache = FactsCache(lambda: self.defs)
 
     def terminology(self, defs: Definitions) -> TerminologySource:
         """The loaded terminologies, then the definitions' code systems, value sets and maps
@@ -138,26 +142,23 @@ class Services:
             profiles = None
         return self.validator.validate(resource, profiles)
 
-    def rules_for(self, principal: Principal, info: RequestInfo | None) -> RecordGuard | None:
+    def rules_for(
+        self, principal: Principal, info: RequestInfo | None, write: bool = False
+    ) -> RecordGuard | None:
         """The DMP access rules of one request (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
         if self.matrix is None:
             return None
         regulation = False
         if info is not None and info.access_mode is not None:
             regulation = self._regulation_mode(principal, info.access_mode)
-        retention = record.RETENTION_YEARS
-        defs = self.defs
-
-        def facts(tx: StoreTx, patient_id: str) -> RecordFacts | None:
-            return record_facts(tx, defs, patient_id, retention)
-
+        facts, standing = self.facts_cache.for_request(record.RETENTION_YEARS, write)
         return RecordGuard(
             viewer_of(principal, regulation),
             self.matrix.current(),
             facts,
             self.store.clock,
-            defs,
-            standing=annuaire_standing,
+            self.defs,
+            standing=standing,
         )
 
     def _regulation_mode(self, principal: Principal, mode: str) -> bool:
@@ -419,7 +420,7 @@ class AuditedUnit(Generic[T]):
         self.pending: list[dict[str, Any]] = []
 
     def __call__(self, tx: StoreTx) -> T:
-        rules = self.s.rules_for(self.principal, self.info)  # fresh per attempt (retries)
+        rules = self.s.rules_for(self.principal, self.info, self.write)  # fresh per attempt
         self.rules = rules
         self.pending = []
         result = self.fn(GuardedTx(tx, self.principal, self.s.defs, rules))
@@ -455,22 +456,6 @@ class AuditedUnit(Generic[T]):
             events.append(denial_event(self.principal, self.info, clock(), error.message))
         if events:
             trail.record(events)
-
-
-def annuaire_standing(tx: StoreTx, idnps: str) -> str | None:
-    """Why the Annuaire Santé no longer lets this professional act (his Practitioner, read by
-    its IDNPS id as the import stores it, is inactive), None when it does or does not know him:
-    a token issued before his deactivation stops opening records at once
-    (https://interop.esante.gouv.fr/ig/fhir/annuaire/)."""
-    stored = tx.read("Practitioner", idnps)
-    if stored is None or stored.deleted or stored.resource is None:
-        return None
-    if stored.resource.get("active") is False:
-        return (
-            f"the professional {idnps} is no longer active in the Annuaire Santé: he may not "
-            "open a patient's record"
-        )
-    return None
 
 
 def make_store(settings: Settings, defs: Definitions) -> SqlStore:

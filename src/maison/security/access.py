@@ -98,6 +98,18 @@ class RecordFacts:
     medecin_traitant: Mapping[str, Any] | None = None  # a Reference (identifier = IDNPS)
     grants: tuple[Grant, ...] = ()
     blocks: tuple[Grant, ...] = ()
+    #: the record's documents masked to professionals: (id, authors' IDNPS, authors' refs)
+    masked: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = ()
+
+    def masked_authored(self, viewer: Viewer) -> list[str]:
+        """The ids of the record's ``MASQUE_PS`` documents the viewer authored."""
+        who = viewer.professional
+        return [
+            doc
+            for doc, idnps, refs in self.masked
+            if (who is not None and who.national_id in idnps)
+            or (viewer.fhir_user is not None and viewer.fhir_user in refs)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,6 +295,10 @@ class GuardedTx:
             authorize(self.principal, "update", target)
         return self.tx.holders(res_type, code, system, value)
 
+    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
+        """The write stamps of types, for caches (seq numbers only: no resource is read)."""
+        return self.tx.last_changes(res_types)
+
     def operation(
         self, code: str, interaction: str, res_type: str | None, contexts: frozenset[str]
     ) -> None:

@@ -19,7 +19,6 @@ from maison.fhir.errors import Category, FhirError, Issue
 from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
 from maison.security.access import (
     DOCUMENT_TYPES,
-    MASQUE_PS,
     Basis,
     RecordFacts,
     Verdict,
@@ -28,7 +27,6 @@ from maison.security.access import (
     basis,
     document_filter,
     document_verdict,
-    is_author,
 )
 from maison.security.matrix import Matrix
 from maison.security.principal import Principal
@@ -398,8 +396,13 @@ class RecordGuard:
         if rtype not in DOCUMENT_TYPES:
             return query
         authored: list[str] = []
-        if self.viewer.kind == "professional" and not granted.medecin_traitant:
-            authored = self._masked_authored(tx, patient)
+        facts = self._facts.get(patient)
+        if (
+            facts is not None
+            and self.viewer.kind == "professional"
+            and not granted.medecin_traitant
+        ):
+            authored = facts.masked_authored(self.viewer)
         wanted = document_filter(self.viewer, granted, self.matrix, authored)
         if wanted.nothing:
             self.trace.append(
@@ -440,38 +443,6 @@ class RecordGuard:
             else:
                 out.append(hidden)
         return out
-
-    def _masked_authored(self, tx: StoreTx, patient: str) -> list[str]:
-        """The ids of the record's ``MASQUE_PS`` documents the viewer authored."""
-        params = self.defs.search_params("DocumentReference")
-        pid = patient.rpartition("/")[2]
-        query = SearchQuery(
-            "DocumentReference",
-            [
-                Criterion(
-                    "subject",
-                    "reference",
-                    None,
-                    (ReferenceValue("Patient", pid, None),),
-                    params.get("subject"),
-                ),
-                Criterion(
-                    "security-label",
-                    "token",
-                    None,
-                    (TokenValue(None, MASQUE_PS, True),),
-                    params.get("security-label"),
-                ),
-            ],
-            count=1000,
-            total="none",
-        )
-        page = tx.search(query)
-        return [
-            s.id
-            for s in page.entries
-            if s.resource is not None and is_author(s.resource, self.viewer)
-        ]
 
     def _query_patients(self, tx: StoreTx, query: SearchQuery) -> set[str] | None:
         """The patients a search is restricted to by its criteria (intersected), None when no

@@ -111,6 +111,11 @@ class StoreTx(Protocol):
         ``system|value``; ``writing`` names the type whose write asks (for the guard)
         (https://hl7.org/fhir/R4/search.html#token)."""
 
+    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
+        """The sequence number of the latest write of each type (0: none), in the order
+        given: a stamp that changes whenever a resource of one of the types is written (for
+        caches of what those resources say)."""
+
 
 class ResourceStore(Protocol):
     """A store of FHIR resources with versions and search indexes."""

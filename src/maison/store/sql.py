@@ -930,6 +930,19 @@ class SqlTx:
         ).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
+        """The seq of the latest version written of each type, 0 for none: one index probe a
+        type (``ix_history_type_seq``)."""
+        h = resource_history.c
+        probes = [
+            select(func.coalesce(func.max(h.seq), 0)).where(h.res_type == t).scalar_subquery()
+            for t in res_types
+        ]
+        if not probes:
+            return ()
+        row = self.conn.execute(select(*probes)).one()
+        return tuple(int(v) for v in row)
+
     def holders(
         self, res_type: str, code: str, system: str, value: str, writing: str | None = None
     ) -> list[Stored]:

@@ -15,13 +15,14 @@ https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from maison.fhir.definitions import Definitions
 from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
-from maison.security.access import Grant, RecordFacts
+from maison.security.access import MASQUE_PS, Grant, RecordFacts, author_ids
 from maison.services.dmp import record
 from maison.services.dmp.record import Kind, State
 from maison.store.interface import Stored, StoreTx
@@ -53,6 +54,130 @@ def _active(
         total="none",
     )
     return [s.resource for s in tx.search(query).entries if s.resource is not None]
+
+
+def _masked(
+    tx: StoreTx, defs: Definitions, patient_id: str
+) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
+    """The record's documents masked to professionals, with their authors (who still see
+    them): https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/ (TD3.3a)."""
+    params = defs.search_params("DocumentReference")
+    query = SearchQuery(
+        "DocumentReference",
+        [
+            Criterion(
+                "subject",
+                "reference",
+                None,
+                (ReferenceValue("Patient", patient_id, None),),
+                params.get("subject"),
+            ),
+            Criterion(
+                "security-label",
+                "token",
+                None,
+                (TokenValue(None, MASQUE_PS, True),),
+                params.get("security-label"),
+            ),
+        ],
+        count=MAX_ROWS,
+        total="none",
+    )
+    out = []
+    for stored in tx.search(query).entries:
+        if stored.resource is not None:
+            idnps, refs = author_ids(stored.resource)
+            out.append((stored.id, idnps, refs))
+    return tuple(out)
+
+
+#: The types whose writes may change what :func:`record_facts` reads.
+WATCHED: Final = (
+    "Patient",
+    "Consent",
+    "CareTeam",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "DocumentReference",
+)
+
+
+class FactsCache:
+    """The facts of records and the standing of professionals, kept per process while no
+    resource of :data:`WATCHED` is written (a stamp of one index probe a type, read at each
+    request): a consent recorded, a team changed, a document masked or a professional
+    deactivated takes effect at the next request, in every worker."""
+
+    def __init__(self, defs: Callable[[], Definitions], size: int = 20_000) -> None:
+        self._defs = defs
+        self._size = size
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, ...] = ()
+        self._facts: dict[str, RecordFacts | None] = {}
+        self._standing: dict[str, str | None] = {}
+
+    def for_request(
+        self, retention_years: int = record.RETENTION_YEARS, write: bool = False
+    ) -> tuple[Callable[[StoreTx, str], RecordFacts | None], Callable[[StoreTx, str], str | None]]:
+        """(facts loader, standing check) for one request: the stamp is read once. A write
+        unit reads through the cache but never fills it (what it read may be rolled back)."""
+        seen: list[tuple[int, ...]] = []
+
+        def stamp(tx: StoreTx) -> tuple[int, ...]:
+            if not seen:
+                now = tx.last_changes(WATCHED)
+                seen.append(now)
+                with self._lock:
+                    if now != self._stamp and not write:
+                        self._stamp = now
+                        self._facts.clear()
+                        self._standing.clear()
+            return seen[0]
+
+        def facts(tx: StoreTx, patient_id: str) -> RecordFacts | None:
+            current = stamp(tx)
+            with self._lock:
+                if patient_id in self._facts and self._stamp == current:
+                    return self._facts[patient_id]
+            found = record_facts(tx, self._defs(), patient_id, retention_years)
+            with self._lock:
+                if self._stamp == current and not write:
+                    if len(self._facts) >= self._size:
+                        self._facts.clear()
+                    self._facts[patient_id] = found
+            return found
+
+        def standing(tx: StoreTx, idnps: str) -> str | None:
+            current = stamp(tx)
+            with self._lock:
+                if idnps in self._standing and self._stamp == current:
+                    return self._standing[idnps]
+            found = annuaire_standing(tx, idnps)
+            with self._lock:
+                if self._stamp == current and not write:
+                    if len(self._standing) >= self._size:
+                        self._standing.clear()
+                    self._standing[idnps] = found
+            return found
+
+        return facts, standing
+
+
+def annuaire_standing(tx: StoreTx, idnps: str) -> str | None:
+    """Why the Annuaire Santé no longer lets this professional act (his Practitioner, read by
+    its IDNPS id as the import stores it, is inactive), None when it does or does not know him:
+    a token issued before his deactivation stops opening records at once
+    (https://interop.esante.gouv.fr/ig/fhir/annuaire/)."""
+    stored = tx.read("Practitioner", idnps)
+    if stored is None or stored.deleted or stored.resource is None:
+        return None
+    if stored.resource.get("active") is False:
+        return (
+            f"the professional {idnps} is no longer active in the Annuaire Santé: he may not "
+            "open a patient's record"
+        )
+    return None
 
 
 def state_refusal(status: record.DmpStatus) -> str | None:
@@ -232,6 +357,7 @@ def record_facts(
             )
         )
     return RecordFacts(
+        masked=_masked(tx, defs, patient_id),
         patient=f"Patient/{patient_id}",
         state_refusal=state_refusal(status),
         consultation_opposed=status.consultation_opposed_since,
@@ -242,4 +368,11 @@ def record_facts(
     )
 
 
-__all__ = ["record_facts", "state_refusal", "who_is"]
+__all__ = [
+    "WATCHED",
+    "FactsCache",
+    "annuaire_standing",
+    "record_facts",
+    "state_refusal",
+    "who_is",
+]
