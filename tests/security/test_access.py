@@ -94,7 +94,8 @@ def test_windows_and_teams() -> None:
 
 
 # --- the search filter agrees with the verdict ---------------------------------------------------
-CLASSES = ["10", "11", "31", "52", "99"]
+CLASSES = ["10", "11", "31", "52", "99", "urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1"]
+A10 = "https://mos.esante.gouv.fr/NOS/TRE_A10-NomenclatureURN/FHIR/TRE-A10-NomenclatureURN"
 TYPES = ["11488-4", "11502-2", "18748-4", "11369-6"]
 LABELS = ["N", "MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"]
 # a matrix with type cells too: infirmiers (60) see class 10 but not the lab type, and the
@@ -117,15 +118,13 @@ def passes(doc: dict[str, Any], wanted: Any) -> bool:
     if wanted.nothing:
         return False
     code = doc["type"]["coding"][0]["code"]
-    klass = doc["category"][0]["coding"][0]["code"]
+    coding = doc["category"][0]["coding"][0]
+    klass = (coding["system"], coding["code"])
     marks = {c["code"] for s in doc.get("securityLabel", []) for c in s["coding"]}
-    if (
-        wanted.classes is not None
-        and klass not in wanted.classes
-        and code not in (wanted.types_allowed)
-    ):
+    allowed_types = {t[1] for t in wanted.types_allowed}  # LOINC: matched by code alone
+    if wanted.classes is not None and klass not in wanted.classes and code not in allowed_types:
         return False
-    if code in wanted.types_denied:
+    if code in {t[1] for t in wanted.types_denied}:
         return False
     return not (marks & set(wanted.exclude_labels) and doc["id"] not in wanted.except_ids)
 
@@ -133,6 +132,7 @@ def passes(doc: dict[str, Any], wanted: Any) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(
     klass=st.sampled_from(CLASSES),
+    class_system=st.sampled_from([A03, A10]),
     type_code=st.sampled_from(TYPES),
     labels=st.lists(st.sampled_from(LABELS), max_size=2, unique=True),
     authored=st.booleans(),
@@ -142,6 +142,7 @@ def passes(doc: dict[str, Any], wanted: Any) -> bool:
 )
 def test_the_search_filter_agrees_with_the_verdict(
     klass: str,
+    class_system: str,
     type_code: str,
     labels: list[str],
     authored: bool,
@@ -154,7 +155,7 @@ def test_the_search_filter_agrees_with_the_verdict(
     doc = {
         "id": "d1",
         "type": {"coding": [{"system": LOINC, "code": type_code}]},
-        "category": [{"coding": [{"system": A03, "code": klass}]}],
+        "category": [{"coding": [{"system": class_system, "code": klass}]}],
         "securityLabel": [{"coding": [{"code": code}]} for code in labels],
         "contained": [
             {

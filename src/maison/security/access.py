@@ -455,9 +455,10 @@ class DocumentFilter:
     ``nothing`` means no document can be visible."""
 
     nothing: bool = False
-    classes: tuple[str, ...] | None = None  # allowed J57 class codes
-    types_allowed: tuple[str, ...] = ()  # J66 type codes a type cell allows
-    types_denied: tuple[str, ...] = ()  # J66 type codes a type cell denies
+    #: allowed J57 classes, (canonical system, code): the system is compared, as decide() does
+    classes: tuple[tuple[str, str], ...] | None = None
+    types_allowed: tuple[tuple[str, str], ...] = ()  # J66 types a type cell allows
+    types_denied: tuple[tuple[str, str], ...] = ()  # J66 types a type cell denies
     exclude_labels: tuple[str, ...] = ()  # securityLabel codes hidden ...
     except_ids: tuple[str, ...] = ()  # ... unless the document is one of these
     reason: str = ""
@@ -487,19 +488,19 @@ def document_filter(
     mine = [c for c in matrix.cells if c.profession == profession]
     classes = sorted(
         {
-            c.code
+            (c.system, c.code)
             for c in mine
             if c.is_class
             and decide(matrix, who, None, {"system": c.system, "code": c.code}).allowed
         }
     )
-    allowed: set[str] = set()
-    denied: set[str] = set()
+    allowed: set[tuple[str, str]] = set()
+    denied: set[tuple[str, str]] = set()
     for c in mine:
         if c.is_class:
             continue
         verdict = decide(matrix, who, {"system": c.system, "code": c.code}, None)
-        (allowed if verdict.allowed else denied).add(c.code)
+        (allowed if verdict.allowed else denied).add((c.system, c.code))
     if not classes and not allowed:
         return DocumentFilter(
             nothing=True,

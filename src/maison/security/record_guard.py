@@ -28,7 +28,7 @@ from maison.security.access import (
     document_filter,
     document_verdict,
 )
-from maison.security.matrix import Matrix
+from maison.security.matrix import LOINC, Matrix
 from maison.security.principal import Principal
 from maison.store.interface import Stored, StoreTx
 
@@ -82,6 +82,18 @@ class Access:
     source: str | None = None
     cell: str | None = None
     emergency: bool = False
+
+
+def _token(value: str | tuple[str, str]) -> TokenValue:
+    """A code alone (any system), or a (canonical system, code) pair: LOINC is stored under
+    several names (http://loinc.org, the NOS TRE_A04 URL, its OID), so its codes are matched
+    alone (a LOINC code's shape names no other system); other systems are compared."""
+    if isinstance(value, str):
+        return TokenValue(None, value, True)
+    system, code = value
+    if system == LOINC:
+        return TokenValue(None, code, True)
+    return TokenValue(system, code, False)
 
 
 def viewer_of(principal: Principal, regulation: bool = False) -> Viewer:
@@ -414,14 +426,10 @@ class RecordGuard:
     def _criteria(self, rtype: str, wanted: Any) -> list[Criterion]:
         params = self.defs.search_params(rtype)
 
-        def token(code: str, values: Iterable[str], modifier: str | None = None) -> Criterion:
-            return Criterion(
-                code,
-                "token",
-                modifier,
-                tuple(TokenValue(None, v, True) for v in values),
-                params.get(code),
-            )
+        def token(
+            code: str, values: Iterable[str | tuple[str, str]], modifier: str | None = None
+        ) -> Criterion:
+            return Criterion(code, "token", modifier, tuple(map(_token, values)), params.get(code))
 
         out: list[Criterion] = []
         if wanted.classes is not None:
