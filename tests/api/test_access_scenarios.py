@@ -661,3 +661,26 @@ def test_a_professional_masks_a_document_by_its_identifier(world: World) -> None
     with w.client("none") as c:  # no relationship: the identifier finds nothing to change
         r = c.patch(f"/DocumentReference?identifier={entry_uuid}", json=mask, headers=PATCH)
         assert r.status_code in (403, 404, 412), r.text
+
+
+def test_a_withdrawn_consent_or_a_blocking_applies_at_the_next_request(world: World) -> None:
+    """The record's facts are cached per worker: every decision of the patient must still
+    apply at once."""
+    w = world
+    ref = qualified_patient(w.srv)[0]
+    w.patients["W"] = ref
+    _feed(w, "W", ("lab",))
+    with w.client("none") as c:
+        search = {"patient": ref, "status": "current"}
+        assert c.get("/DocumentReference", params=search).status_code == 403
+        _ok(c.post(f"/{ref}/$dmp-consent", json=_params(("method", "oral"))))
+        assert c.get("/DocumentReference", params=search).status_code == 200
+        _ok(c.post(f"/{ref}/$dmp-consent", json=_params(("revoke", True))))
+        r = c.get("/DocumentReference", params=search)
+        assert r.status_code == 403 and "neither" in r.text
+        _ok(c.post(f"/{ref}/$dmp-consent", json=_params(("method", "oral"))))
+        assert c.get("/DocumentReference", params=search).status_code == 200
+        me = _practitioner(w.admin, PROS["none"][0])
+        _ok(w.admin.post(f"/{ref}/$dmp-block", json=_params(("practitioner", {"reference": me}))))
+        r = c.get("/DocumentReference", params=search)
+        assert r.status_code == 403 and "blocked" in r.text

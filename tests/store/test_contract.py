@@ -491,3 +491,20 @@ def test_swap_meta_is_a_compare_and_set_one_caller_wins(store: SqlStore) -> None
     assert store.swap_meta("psc:c:test", "other", "x") == winner  # not the expected: unchanged
     assert store.swap_meta("psc:c:test", winner, "rotated") == winner
     assert store.get_meta("psc:c:test") == "rotated"
+
+
+def test_last_changes_is_a_stamp_per_type(store: SqlStore) -> None:
+    """The stamp the access rules' cache trusts: it moves when, and only when, a resource of
+    one of the types is written (deletions included)."""
+    types = ("Consent", "CareTeam")
+    before = store.read(lambda tx: tx.last_changes(types))
+    assert before == (0, 0)
+    consent = {"resourceType": "Consent", "status": "active"}
+    made = store.write(lambda tx: tx.create("Consent", consent))
+    after = store.read(lambda tx: tx.last_changes(types))
+    assert after[0] > 0 and after[1] == 0
+    store.write(lambda tx: tx.create("Patient", {"resourceType": "Patient"}))
+    assert store.read(lambda tx: tx.last_changes(types)) == after
+    store.write(lambda tx: tx.delete("Consent", made.id))
+    assert store.read(lambda tx: tx.last_changes(types))[0] > after[0]
+    assert store.read(lambda tx: tx.last_changes(())) == ()

@@ -433,10 +433,21 @@ class RecordGuard:
 
         out: list[Criterion] = []
         if wanted.classes is not None:
-            either = [(rtype, token("category", wanted.classes))] if wanted.classes else []
+            # (system, code) pairs: one IN over the token rows, as a value set's codes are
+            classes = Criterion(
+                "category",
+                "token",
+                "in",
+                tuple(TokenValue(system, code, False) for system, code in wanted.classes),
+                params.get("category"),
+            )
+            either = [(rtype, classes)] if wanted.classes else []
             if wanted.types_allowed:
                 either.append((rtype, token("type", wanted.types_allowed)))
-            out.append(Criterion("guard:matrix", "any", None, (), None, chain=tuple(either)))
+            if len(either) == 1:
+                out.append(either[0][1])
+            else:
+                out.append(Criterion("guard:matrix", "any", None, (), None, chain=tuple(either)))
         if wanted.types_denied:
             out.append(token("type", wanted.types_denied, "not"))
         if wanted.exclude_labels:

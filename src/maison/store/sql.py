@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/http.html (versions, history, conditional semantics live
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import math
@@ -502,6 +503,19 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _last_changes_statement(types: tuple[str, ...]) -> Select[Any]:
+    """The stamp query of :meth:`SqlTx.last_changes`, built once per tuple of types (building
+    a statement costs more than running this one)."""
+    h = resource_history.c
+    return select(
+        *(
+            select(func.coalesce(func.max(h.seq), 0)).where(h.res_type == t).scalar_subquery()
+            for t in types
+        )
+    )
+
+
 @dataclass
 class SqlTx:
     """Operations inside one database transaction; new rows are inserted in batches."""
@@ -933,14 +947,10 @@ class SqlTx:
     def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
         """The seq of the latest version written of each type, 0 for none: one index probe a
         type (``ix_history_type_seq``)."""
-        h = resource_history.c
-        probes = [
-            select(func.coalesce(func.max(h.seq), 0)).where(h.res_type == t).scalar_subquery()
-            for t in res_types
-        ]
-        if not probes:
+        types = tuple(res_types)
+        if not types:
             return ()
-        row = self.conn.execute(select(*probes)).one()
+        row = self.conn.execute(_last_changes_statement(types)).one()
         return tuple(int(v) for v in row)
 
     def holders(
