@@ -111,6 +111,10 @@ class StoreTx(Protocol):
         ``system|value``; ``writing`` names the type whose write asks (for the guard)
         (https://hl7.org/fhir/R4/search.html#token)."""
 
+    def read_many(self, res_type: str, ids: Collection[str]) -> dict[str, Stored]:
+        """The current, not deleted versions of those of ``ids`` that have one, by id
+        (https://hl7.org/fhir/R4/http.html#read)."""
+
     def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
         """The sequence number of the latest write of each type (0: none), in the order
         given: a stamp that changes whenever a resource of one of the types is written (for
