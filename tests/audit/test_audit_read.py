@@ -4,7 +4,6 @@ DPO's ``maison audit report`` of bris de glace accesses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from maison.audit.events import Actor, audit_event
 from maison.cli.audit import audit_app
 from maison.security.principal import Principal
 from maison.store.sql import SqlStore
-from support import open_sql_store
 
 BASE = "https://maison.test/fhir"
 WHEN = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -61,13 +59,6 @@ PROFESSIONAL = {
 
 def _who(claims: dict[str, Any], **more: Any) -> Principal:
     return Principal.from_claims({**claims, **more})
-
-
-@pytest.fixture
-def store(data_url: str, tmp_path: Path, defs: Any) -> Iterator[SqlStore]:
-    s = open_sql_store(data_url, tmp_path / "state", defs)
-    yield s
-    s.close()
 
 
 @pytest.fixture

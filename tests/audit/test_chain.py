@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import stat
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,9 @@ from maison.audit.chain import AuditTrail, CheckpointKey, verify_chain
 from maison.audit.events import Actor, audit_event
 from maison.store.audit_log import audit_checkpoint, audit_head, audit_log
 from maison.store.sql import SqlStore
-from support import open_sql_store
 
 WHEN = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 DOCTOR = Actor(subject="s", idnps="810002909371", profession="10", structure={"finess": "75"})
-
-
-@pytest.fixture
-def store(data_url: str, tmp_path: Path, defs: Any) -> Iterator[SqlStore]:
-    s = open_sql_store(data_url, tmp_path / "state", defs)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -51,6 +51,20 @@ def _trace(inv: Invocation, access: Access) -> None:
         inv.tx.rules.trace.append(access)
 
 
+def _decided(
+    inv: Invocation,
+    action: str,
+    consent: Stored,
+    patient: str,
+    rule: str,
+    reason: str,
+    emergency: bool = False,
+) -> None:
+    """Trace a decision an operation recorded as a Consent (https://profiles.ihe.net/ITI/BALP/)."""
+    source = f"Consent/{consent.id}"
+    _trace(inv, Access(action, source, patient, True, rule, reason, source, None, emergency))
+
+
 def _refuse(inv: Invocation, patient: str, action: str, rule: str, message: str) -> FhirError:
     """A refusal of an operation, traced (https://profiles.ihe.net/ITI/BALP/)."""
     _trace(inv, Access(action, patient, patient, False, rule, message))
@@ -209,18 +223,7 @@ def register_access(
             if permit
             else f"the patient's consent to the access of {who} is withdrawn"
         )
-        _trace(
-            inv,
-            Access(
-                "consent",
-                f"Consent/{consent.id}",
-                ref,
-                True,
-                "dmp-consent",
-                reason,
-                f"Consent/{consent.id}",
-            ),
-        )
+        _decided(inv, "consent", consent, ref, "dmp-consent", reason)
         return _answer(consent, reason, until if permit else None)
 
     def dmp_block(inv: Invocation) -> ix.Result:
@@ -252,18 +255,7 @@ def register_access(
         )
         who = actor.get("display") or (actor.get("identifier") or {}).get("value")
         reason = f"{who} is {'unblocked' if unblock else 'blocked'}"
-        _trace(
-            inv,
-            Access(
-                "consent",
-                f"Consent/{consent.id}",
-                f"Patient/{patient.id}",
-                True,
-                "dmp-block",
-                reason,
-                f"Consent/{consent.id}",
-            ),
-        )
+        _decided(inv, "consent", consent, f"Patient/{patient.id}", "dmp-block", reason)
         return _answer(consent, reason)
 
     def dmp_care_team(inv: Invocation) -> ix.Result:
@@ -322,18 +314,7 @@ def register_access(
             if permit
             else f"the patient refuses the access of the équipe de soins {team_ref}"
         )
-        _trace(
-            inv,
-            Access(
-                "consent",
-                f"Consent/{consent.id}",
-                ref,
-                True,
-                "dmp-care-team",
-                reason,
-                f"Consent/{consent.id}",
-            ),
-        )
+        _decided(inv, "consent", consent, ref, "dmp-care-team", reason)
         return _answer(consent, reason)
 
     def bris_de_glace(inv: Invocation) -> ix.Result:
@@ -419,18 +400,8 @@ def register_access(
             reason=reason,
         )
         _notify(inv, raw, patient.id, actor, reason, now, until, consent)
-        _trace(
-            inv,
-            Access(
-                "break-glass",
-                f"Consent/{consent.id}",
-                ref,
-                True,
-                "dmp-access:bris-de-glace",
-                reason,
-                f"Consent/{consent.id}",
-                emergency=True,
-            ),
+        _decided(
+            inv, "break-glass", consent, ref, "dmp-access:bris-de-glace", reason, emergency=True
         )
         return _answer(consent, f"bris de glace until {until}: {reason}", until)
 
