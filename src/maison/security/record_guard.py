@@ -312,12 +312,6 @@ class RecordGuard:
             what = f"the patient's identity: {what}"
         self.trace.append(Access(action, resource, patient, True, "scope", what))
 
-    def refuse(
-        self, action: str, resource: str | None, patient: str | None, why: FhirError
-    ) -> None:
-        """Trace a refusal decided elsewhere (scopes, compartment)."""
-        self.trace.append(Access(action, resource, patient, False, "scope", why.message))
-
     def _trace(self, action: str, resource: str, patient: str | None, v: Verdict) -> None:
         self.trace.append(
             Access(

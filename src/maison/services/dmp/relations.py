@@ -32,30 +32,6 @@ IDNST: Final = "urn:oid:1.2.250.1.71.4.2.2"
 MAX_ROWS: Final = 1000
 
 
-def _active(
-    tx: StoreTx, defs: Definitions, rtype: str, param: str, patient_id: str
-) -> list[dict[str, Any]]:
-    params = defs.search_params(rtype)
-    query = SearchQuery(
-        rtype,
-        [
-            Criterion(
-                param,
-                "reference",
-                None,
-                (ReferenceValue("Patient", patient_id, None),),
-                params.get(param),
-            ),
-            Criterion(
-                "status", "token", None, (TokenValue(None, "active", True),), params.get("status")
-            ),
-        ],
-        count=MAX_ROWS,
-        total="none",
-    )
-    return [s.resource for s in tx.search(query).entries if s.resource is not None]
-
-
 #: Where a record's Consents and CareTeams name their patient.
 HOLDERS: Final = {"Consent": ("patient",), "CareTeam": ("patient", "subject")}
 
