@@ -56,6 +56,7 @@ PROS: dict[str, tuple[str, str, str]] = {
     "author": (AUTHOR, "10", "750000001"),  # the documents' author, patient's consent
     "kine": ("810000000114", "70", "750000001"),  # masseur-kinésithérapeute in T1
     "inactive": ("810000000115", "10", "750000001"),  # consent, then deactivated
+    "team_left": ("810000000116", "10", "750000001"),  # left T5 (his participant.period)
 }
 DOCS = ("lab", "letter", "vacc", "img")
 ALL = frozenset(DOCS)
@@ -238,7 +239,20 @@ def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         admin, p, [{"identifier": {"system": "http://finess.sante.gouv.fr", "value": TEAM_FINESS}}]
     )
     t4 = _team(admin, p, [_by_idnps("team_old")], start="2019-01-01", end="2020-01-01")
-    for team in (t1, t3, t4):
+    t5 = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": p},
+        "period": {"start": "2019-01-01"},
+        "participant": [
+            {
+                "member": _by_idnps("team_left"),
+                "period": {"start": "2019-01-01", "end": "2020-01-01"},
+            }
+        ],
+    }
+    t5 = f"CareTeam/{_ok(admin.post('/CareTeam', json=t5))['id']}"
+    for team in (t1, t3, t4, t5):
         _ok(
             admin.post(
                 f"/{p}/$dmp-care-team",
@@ -311,6 +325,9 @@ CASES: list[Case] = [
     Case("team_nc", "P", "read:lab", 403, reason="initial consent"),
     # --- a team whose period ended
     Case("team_old", "P", "search", 403, reason="ended"),
+    # --- a member whose own participation ended, in a team still running
+    Case("team_left", "P", "search", 403, reason="ended"),
+    Case("team_left", "P", "read:lab", 403, reason="ended"),
     # --- the patient's consent for one consultation
     Case("consent", "P", "search", 200, UNMASKED),
     Case("consent", "P", "read:letter", 404),

@@ -255,6 +255,16 @@ def who_is(tx: StoreTx, reference: Mapping[str, Any]) -> tuple[set[str], set[str
     return idnps, refs, structures
 
 
+def _period(value: Any) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of a Period, open ends as None."""
+    period = value if isinstance(value, Mapping) else {}
+    start, end = period.get("start"), period.get("end")
+    return (
+        record.parse_instant(start) if isinstance(start, str) else None,
+        record.parse_instant(end) if isinstance(end, str) else None,
+    )
+
+
 def _grant(
     tx: StoreTx, kind: Any, consent: Mapping[str, Any], reference: Mapping[str, Any]
 ) -> Grant:
@@ -324,36 +334,26 @@ def record_facts(
             team_consent[ref] = f"Consent/{consent.get('id')}" if decision.permit else None
     for team in held.get("CareTeam", []):
         ref = f"CareTeam/{team.get('id')}"
-        idnps: set[str] = set()
-        refs: set[str] = set()
-        structures: set[str] = set()
+        team_start, team_end = _period(team.get("period"))
         for participant in team.get("participant") or []:
             member = participant.get("member") if isinstance(participant, Mapping) else None
             if not isinstance(member, Mapping):
                 continue
-            found = who_is(tx, member)
-            idnps |= found[0]
-            refs |= found[1]
-            structures |= found[2]
-        # the team's period decides (a member's own participant.period is not read yet)
-        period = team.get("period")
-        period = period if isinstance(period, Mapping) else {}
-        start, end = (
-            record.parse_instant(v) if isinstance(v, str) else None
-            for v in (period.get("start"), period.get("end"))
-        )
-        grants.append(
-            Grant(
-                "care-team",
-                ref,
-                frozenset(idnps),
-                frozenset(refs),
-                frozenset(structures),
-                start,
-                end,
-                consent=team_consent.get(ref),
+            idnps, refs, structures = who_is(tx, member)
+            # a member's own period narrows the team's (https://hl7.org/fhir/R4/careteam.html)
+            start, end = _period(participant.get("period"))
+            grants.append(
+                Grant(
+                    "care-team",
+                    ref,
+                    frozenset(idnps),
+                    frozenset(refs),
+                    frozenset(structures),
+                    max((t for t in (team_start, start) if t is not None), default=None),
+                    min((t for t in (team_end, end) if t is not None), default=None),
+                    consent=team_consent.get(ref),
+                )
             )
-        )
     return RecordFacts(
         masked=_masked(tx, defs, patient_id),
         patient=f"Patient/{patient_id}",
