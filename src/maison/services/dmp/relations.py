@@ -236,6 +236,8 @@ def who_is(tx: StoreTx, reference: Mapping[str, Any]) -> tuple[set[str], set[str
     ref = reference.get("reference")
     if isinstance(ref, str):
         refs.add(ref)
+        if idnps and ref.startswith("Practitioner/"):
+            return idnps, refs, structures  # his IDNPS is named: nothing more to read
         target = _read(tx, ref)
         if target is not None and target.resource is not None:
             body = target.resource
