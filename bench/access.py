@@ -706,11 +706,7 @@ def audit_part(args: argparse.Namespace, root: Path) -> list[Row]:
 
 
 def _parts(text: str) -> set[str]:
-    parts = {p.strip() for p in text.split(",") if p.strip()}
-    unknown = parts - {"decision", "search", "audit"}
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown part(s): {', '.join(sorted(unknown))}")
-    return parts
+    return common.parts(text, {"decision", "search", "audit"})
 
 
 def main() -> None:

@@ -594,3 +594,12 @@ def print_rows(title: str, rows: list[dict[str, Any]], json_path: str | None) ->
         with open(json_path, "ab") as f:
             for row in rows:
                 f.write(orjson.dumps({"benchmark": title, "at": time.time(), **row}) + b"\n")
+
+
+def parts(text: str, known: set[str]) -> set[str]:
+    """A ``--parts a,b`` value: the names given, each one of ``known``."""
+    given = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = given - known
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown part(s): {', '.join(sorted(unknown))}")
+    return given

@@ -590,11 +590,7 @@ def _sizes(text: str) -> list[tuple[str, int, int]]:
 
 
 def _parts(text: str) -> set[str]:
-    parts = {p.strip() for p in text.split(",") if p.strip()}
-    unknown = parts - {"feed", "retrieve", "search"}
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown part(s): {', '.join(sorted(unknown))}")
-    return parts
+    return common.parts(text, {"feed", "retrieve", "search"})
 
 
 @contextlib.contextmanager

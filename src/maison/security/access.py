@@ -356,22 +356,20 @@ def author_ids(resource: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[s
                     idnps.add(value)
         practitioner = res.get("practitioner")
         if isinstance(practitioner, Mapping):
-            inner = practitioner.get("reference")
-            if isinstance(inner, str) and inner in contained:
-                take(contained[inner])
-            elif isinstance(inner, str):
-                refs.add(inner)
-            take(practitioner)
+            follow(practitioner)
 
-    for author in resource.get("author") or []:
-        if not isinstance(author, Mapping):
-            continue
-        ref = author.get("reference")
+    def follow(reference: Mapping[str, Any]) -> None:
+        """A Reference: its contained target, or its reference kept; its own identifier."""
+        ref = reference.get("reference")
         if isinstance(ref, str) and ref in contained:
             take(contained[ref])
         elif isinstance(ref, str):
             refs.add(ref)
-        take(author)
+        take(reference)
+
+    for author in resource.get("author") or []:
+        if isinstance(author, Mapping):
+            follow(author)
     return frozenset(idnps), frozenset(refs)
 
 
