@@ -459,6 +459,22 @@ def test_referencing_lists_current_resources_of_every_type(store: SqlStore) -> N
         ("Patient", "r2"),
     ]
     assert store.read(lambda tx: tx.referencing("Patient", "r1", {})) == []
+    # ``having``: only those holding a token code (any system), here a security label
+    label = {"system": "urn:x", "code": "MASQUE_PS"}
+    masked = {**obs, "subject": subject, "meta": {"security": [label]}}
+    store.write(lambda tx: tx.create("Observation", masked, "o3"))
+    other = {**obs, "subject": {"reference": "Patient/r2"}, "meta": {"security": [label]}}
+    store.write(lambda tx: tx.create("Observation", other, "o4"))
+    having = ("_security", "MASQUE_PS")
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, having)) == [
+        ("Observation", "o3")
+    ]
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", None, having)) == [
+        ("Observation", "o3")
+    ]
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, ("_security", "N"))) == []
+    store.write(lambda tx: tx.delete("Observation", "o3"))
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, having)) == []
     store.write(lambda tx: tx.delete("Encounter", "e1"))
 
     def within(tx: Any) -> list[tuple[str, str]]:  # pending rows are seen in the same unit

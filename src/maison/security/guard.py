@@ -271,12 +271,13 @@ class GuardedTx:
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
+        having: tuple[str, str] | None = None,
     ) -> list[tuple[str, str]]:
         """The resources referencing ``res_type/res_id``, only when the caller may read every
         type found: an operation that repoints references (``$merge``) does all or nothing
         (https://hl7.org/fhir/R4/references.html)."""
         authorize(self.principal, "read", res_type)
-        found = self.tx.referencing(res_type, res_id, via)
+        found = self.tx.referencing(res_type, res_id, via, having)
         for rtype in sorted({t for t, _ in found}):
             authorize(self.principal, "read", rtype)
         return found

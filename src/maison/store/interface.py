@@ -99,10 +99,13 @@ class StoreTx(Protocol):
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
+        having: tuple[str, str] | None = None,
     ) -> list[tuple[str, str]]:
         """(type, id) of the current resources whose indexed references point to
         ``res_type/res_id`` (itself excluded), sorted; ``via`` limits the look-up to these
-        reference search parameters per source type (https://hl7.org/fhir/R4/references.html)."""
+        reference search parameters per source type; ``having`` (token parameter, code) to
+        the resources holding that code in any system
+        (https://hl7.org/fhir/R4/references.html)."""
 
     def holders(
         self, res_type: str, code: str, system: str, value: str, writing: str | None = None

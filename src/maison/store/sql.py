@@ -35,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     false,
     func,
     not_,
@@ -67,6 +68,7 @@ from maison.store.search_sql import (
     CURRENT,
     after,
     criterion,
+    new_statement,
     order_by,
     plan,
     sort_columns,
@@ -503,6 +505,53 @@ def _make_engine(url: str, settings: StoreSettings) -> Engine:
     )
 
 
+_READ = (
+    select(
+        resource.c.version, resource.c.last_updated, resource.c.deleted, resource_history.c.content
+    )
+    .select_from(CURRENT)
+    .where(resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
+)
+_CURRENT_ROW = select(resource.c.version, resource.c.deleted).where(
+    resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id")
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _referencing_statement(
+    via: tuple[tuple[str, tuple[str, ...]], ...] | None, having: bool
+) -> Select[Any]:
+    """The statement of :meth:`SqlTx.referencing` for one shape (the target and the token
+    are bound parameters): built once, as building it cost more than running it."""
+    ref = idx_reference.c
+    target_type: Any = bindparam("target_type")
+    target_id: Any = bindparam("target_id")
+    conds: list[ColumnElement[bool]] = [
+        ref.target_type == target_type,
+        ref.target_id == target_id,
+        not_(and_(ref.res_type == target_type, ref.res_id == target_id)),
+    ]
+    if via is not None:
+        conds.append(
+            or_(*(and_(ref.res_type == rtype, ref.code.in_(codes)) for rtype, codes in via))
+        )
+    if having:
+        tok = idx_token.alias("having").c
+        conds.append(
+            exists(
+                select(tok.res_id).where(
+                    tok.res_type == ref.res_type,
+                    tok.res_id == ref.res_id,
+                    tok.code == bindparam("token_code"),
+                    tok.value == bindparam("token_value"),
+                )
+            )
+        )
+    return (
+        select(ref.res_type, ref.res_id).where(*conds).distinct().order_by(ref.res_type, ref.res_id)
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _last_changes_statement(types: tuple[str, ...]) -> Select[Any]:
     """The stamp query of :meth:`SqlTx.last_changes`, built once per tuple of types (building
@@ -804,12 +853,10 @@ class SqlTx:
     def _current_row(self, res_type: str, res_id: str, lock: bool) -> tuple[int, bool] | None:
         if (res_type, res_id) in self._pending:
             self.flush()
-        stmt = select(resource.c.version, resource.c.deleted).where(
-            resource.c.res_type == res_type, resource.c.res_id == res_id
-        )
+        stmt = _CURRENT_ROW
         if lock and self.store.dialect == "postgresql":
             stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        row = self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id}).first()
         return (int(row[0]), bool(row[1])) if row else None
 
     def _open(self, res_type: str, res_id: str, version: int, content: bytes | None) -> Any:
@@ -822,12 +869,7 @@ class SqlTx:
         """The current version, a tombstone if deleted, None if it never existed."""
         if (res_type, res_id) in self._pending:
             self.flush()
-        r, h = resource.c, resource_history.c
-        row = self.conn.execute(
-            select(r.version, r.last_updated, r.deleted, h.content)
-            .select_from(CURRENT)
-            .where(r.res_type == res_type, r.res_id == res_id)
-        ).first()
+        row = self.conn.execute(_READ, {"res_type": res_type, "res_id": res_id}).first()
         if row is None:
             return None
         body = self._open(res_type, res_id, row.version, row.content)
@@ -915,33 +957,26 @@ class SqlTx:
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
+        having: tuple[str, str] | None = None,
     ) -> list[tuple[str, str]]:
         """(type, id) of the current resources whose indexed references point to
         ``res_type/res_id`` (itself excluded), sorted; ``via`` names the reference search
         parameters to look in per source type, so the look-up runs on the index that leads with
-        (res_type, code) instead of scanning idx_reference (https://hl7.org/fhir/R4/references.html)."""
+        (res_type, code) instead of scanning idx_reference; ``having`` (token parameter,
+        code) keeps the resources whose token parameter holds that code, in any system
+        (https://hl7.org/fhir/R4/references.html)."""
         self.flush()
-        ref = idx_reference.c
-        conds: list[ColumnElement[bool]] = [
-            ref.target_type == res_type,
-            ref.target_id == res_id,
-            not_(and_(ref.res_type == res_type, ref.res_id == res_id)),
-        ]
+        shape = None
         if via is not None:
-            groups = [
-                and_(ref.res_type == rtype, ref.code.in_(sorted(codes)))
-                for rtype, codes in sorted(via.items())
-                if codes
-            ]
-            if not groups:
+            shape = tuple(
+                (rtype, tuple(sorted(codes))) for rtype, codes in sorted(via.items()) if codes
+            )
+            if not shape:
                 return []
-            conds.append(or_(*groups))
-        rows = self.conn.execute(
-            select(ref.res_type, ref.res_id)
-            .where(*conds)
-            .distinct()
-            .order_by(ref.res_type, ref.res_id)
-        ).all()
+        params = {"target_type": res_type, "target_id": res_id}
+        if having is not None:
+            params["token_code"], params["token_value"] = having
+        rows = self.conn.execute(_referencing_statement(shape, having is not None), params).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
@@ -988,6 +1023,7 @@ class SqlTx:
         """Run a search compiled to SQL on the index tables (https://hl7.org/fhir/R4/search.html)."""
         self.flush()
         self.snapshot()
+        new_statement()
         r = resource.c
         conds: list[ColumnElement[bool]]
         if query.types:
