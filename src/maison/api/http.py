@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -246,7 +247,13 @@ class FhirEndpoint:
         elif write:  # straight to the group-commit writer: no thread-pool hop
             result = await self.s.run_write(principal, unit)
         else:
-            result = await run_in_threadpool(self.s.run, principal, False, unit)
+            result, recording = await run_in_threadpool(self.s.run_read, principal, unit)
+            if result is None:
+                raise _unsupported(self.s, method, segments)
+            response = self._render(ctx, result, prefer, method)  # while the trail writes
+            if recording is not None:
+                await asyncio.wrap_future(recording)  # traced before the answer leaves
+            return response
         if result is None:
             raise _unsupported(self.s, method, segments)
         return self._render(ctx, result, prefer, method)

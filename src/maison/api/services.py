@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
@@ -190,6 +191,19 @@ class Services:
             raise
         unit.done()
         return result
+
+    def run_read(
+        self, principal: Principal, fn: Callable[[GuardedTx], T]
+    ) -> tuple[T, Future[list[int]] | None]:
+        """:meth:`run` for a read whose caller renders its answer while the trail records
+        the accesses: (the result, the recording to wait for before the answer leaves)."""
+        unit = AuditedUnit(self, principal, False, fn)
+        try:
+            result = self.store.read(unit)
+        except FhirError as error:
+            unit.failed(error)
+            raise
+        return result, unit.done(wait=False)
 
     async def run_write(self, principal: Principal, fn: Callable[[GuardedTx], T]) -> T:
         """Queue ``fn`` for the group-commit writer and await it, without blocking a thread."""
@@ -433,11 +447,18 @@ class AuditedUnit(Generic[T]):
                 self.pending = events
         return result
 
-    def done(self) -> None:
-        """Record the accesses of a read unit (durable before the answer leaves)."""
-        if self.s.audit is not None and self.pending:
-            self.s.audit.record(self.pending)
-            self.pending = []
+    def done(self, wait: bool = True) -> Future[list[int]] | None:
+        """Record the accesses of a read unit, durable when this returns; with ``wait``
+        false, the recording is queued and returned, for the caller to wait for before the
+        answer leaves."""
+        trail, events = self.s.audit, self.pending
+        self.pending = []
+        if trail is None or not events:
+            return None
+        if not wait:
+            return trail.record_future(events)
+        trail.record(events)
+        return None
 
     def failed(self, error: FhirError) -> None:
         """Record what a failed unit decided: its denials and the reads it made."""

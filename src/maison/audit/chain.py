@@ -24,6 +24,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,6 +227,13 @@ class AuditTrail:
         if tx is not None and sql.is_write_unit(tx.conn):
             return self.append(tx, batch)
         return self.store.write(lambda unit: self.append(unit, batch))
+
+    def record_future(self, events: Iterable[Mapping[str, Any]]) -> Future[list[int]]:
+        """Queue ``events`` for a write unit of their own and return at once; the future
+        resolves once they are durable (the caller waits for it before it answers, doing the
+        rest of its work meanwhile: https://profiles.ihe.net/ITI/BALP/)."""
+        batch = list(events)
+        return self.store.write_future(lambda unit: self.append(unit, batch))
 
     def append(
         self, tx_or_conn: SqlTx | Connection, events: Iterable[Mapping[str, Any]]

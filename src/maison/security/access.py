@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from maison.security.matrix import Matrix, decide
+from maison.security.matrix import Decision, Matrix, decide
 from maison.security.professional import ActingProfessional
 
 IDNPS: Final = "urn:oid:1.2.250.1.71.4.2.1"
@@ -100,6 +100,8 @@ class RecordFacts:
     blocks: tuple[Grant, ...] = ()
     #: the record's documents masked to professionals: (id, authors' IDNPS, authors' refs)
     masked: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = ()
+    #: whether ``masked`` lists all of them (a record with very many lists only the first)
+    masked_complete: bool = True
 
     def masked_authored(self, viewer: Viewer) -> list[str]:
         """The ids of the record's ``MASQUE_PS`` documents the viewer authored."""
@@ -392,11 +394,21 @@ def _first_coding(value: Any) -> Mapping[str, Any] | None:
     return None
 
 
+def _codes(coding: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    return (coding.get("system"), coding.get("code")) if coding is not None else (None, None)
+
+
 def document_verdict(
-    resource: Mapping[str, Any], viewer: Viewer, granted: Basis, matrix: Matrix
+    resource: Mapping[str, Any],
+    viewer: Viewer,
+    granted: Basis,
+    matrix: Matrix,
+    cells: dict[tuple[Any, ...], Decision] | None = None,
 ) -> Verdict:
     """Whether ``viewer``, with the record opened on ``granted``, may read this document:
-    masks, then the habilitation matrix (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
+    masks, then the habilitation matrix; ``cells`` keeps the matrix's decisions by
+    (type, class) for the documents of one request, which share a few of them
+    (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
     if not granted.allowed:
         return Verdict(False, granted.rule, granted.reason, granted.source)
     marks = labels(resource)
@@ -426,12 +438,14 @@ def document_verdict(
             "médecin traitant DMP see it",
             hidden=True,
         )
-    cell = decide(
-        matrix,
-        viewer.professional,
-        _first_coding(resource.get("type")),
-        _first_coding(resource.get("category")),
-    )
+    doc_type = _first_coding(resource.get("type"))
+    doc_class = _first_coding(resource.get("category"))
+    key = (*_codes(doc_type), *_codes(doc_class))
+    cell = cells.get(key) if cells is not None else None
+    if cell is None:
+        cell = _decided(matrix, viewer.professional, doc_type, doc_class, key)
+        if cells is not None:
+            cells[key] = cell
     if not cell.allowed:
         return Verdict(False, cell.rule_id, cell.reason, cell=cell.rule_id)
     return Verdict(
@@ -482,6 +496,82 @@ def document_filter(
     if viewer.kind != "professional":
         return DocumentFilter(rules=(granted.rule,))
     who = viewer.professional
+    classes, allowed, denied = _readable(matrix, who)
+    if not classes and not allowed:
+        return DocumentFilter(
+            nothing=True,
+            reason="the habilitation matrix allows your profession no DMP document",
+            rules=("habilitation-matrix:default-deny",),
+        )
+    masked: tuple[str, ...] = () if granted.medecin_traitant else (MASQUE_PS,)
+    return DocumentFilter(
+        classes=classes,
+        types_allowed=allowed,
+        types_denied=denied,
+        exclude_labels=masked,
+        except_ids=tuple(sorted(masked_authored)) if masked else (),
+        rules=(granted.rule,),
+    )
+
+
+#: (matrix version, profession, savoir-faire, rôle, type, class) -> the matrix's decision
+_decision_cache: dict[tuple[Any, ...], Decision] = {}
+
+
+def _decided(
+    matrix: Matrix,
+    who: ActingProfessional | None,
+    doc_type: Mapping[str, Any] | None,
+    doc_class: Mapping[str, Any] | None,
+    codes: tuple[Any, ...],
+) -> Decision:
+    """:func:`decide`, kept per matrix version and professional profile: a decision reads
+    only those, and a search decides on the same few types and classes over and over."""
+    key = (
+        matrix.version,
+        getattr(who, "profession", None),
+        getattr(who, "savoir_faire_type", None),
+        getattr(who, "savoir_faire", None),
+        getattr(who, "role", None),
+        *codes,
+    )
+    found = _decision_cache.get(key)
+    if found is None:
+        found = decide(matrix, who, doc_type, doc_class)
+        if len(_decision_cache) >= 50_000:
+            _decision_cache.clear()
+        _decision_cache[key] = found
+    return found
+
+
+_Readable = tuple[
+    tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]
+]
+#: (matrix version, profession, savoir-faire, role) -> what :func:`_readable` found
+_readable_cache: dict[tuple[Any, ...], _Readable] = {}
+
+
+def _readable(matrix: Matrix, who: ActingProfessional | None) -> _Readable:
+    """(classes allowed, types allowed, types denied) for the professional's profession
+    (with his savoir-faire and rôle), kept per matrix version: it reads every cell of his
+    profession, the same for each of his searches."""
+    key = (
+        matrix.version,
+        getattr(who, "profession", None),
+        getattr(who, "savoir_faire_type", None),
+        getattr(who, "savoir_faire", None),
+        getattr(who, "role", None),
+    )
+    found = _readable_cache.get(key)
+    if found is None:
+        found = _read_cells(matrix, who)
+        if len(_readable_cache) >= 1024:
+            _readable_cache.clear()
+        _readable_cache[key] = found
+    return found
+
+
+def _read_cells(matrix: Matrix, who: ActingProfessional | None) -> _Readable:
     profession = getattr(who, "profession", None)
     mine = [c for c in matrix.cells if c.profession == profession]
     classes = sorted(
@@ -499,21 +589,7 @@ def document_filter(
             continue
         verdict = decide(matrix, who, {"system": c.system, "code": c.code}, None)
         (allowed if verdict.allowed else denied).add((c.system, c.code))
-    if not classes and not allowed:
-        return DocumentFilter(
-            nothing=True,
-            reason="the habilitation matrix allows your profession no DMP document",
-            rules=("habilitation-matrix:default-deny",),
-        )
-    masked: tuple[str, ...] = () if granted.medecin_traitant else (MASQUE_PS,)
-    return DocumentFilter(
-        classes=tuple(classes),
-        types_allowed=tuple(sorted(allowed)),
-        types_denied=tuple(sorted(denied)),
-        exclude_labels=masked,
-        except_ids=tuple(sorted(masked_authored)) if masked else (),
-        rules=(granted.rule,),
-    )
+    return tuple(classes), tuple(sorted(allowed)), tuple(sorted(denied))
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from maison.fhir.errors import Category, FhirError, Issue
 from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
 from maison.security.access import (
     DOCUMENT_TYPES,
+    MASQUE_PS,
     Basis,
     RecordFacts,
     Verdict,
@@ -28,7 +29,7 @@ from maison.security.access import (
     document_filter,
     document_verdict,
 )
-from maison.security.matrix import LOINC, Matrix
+from maison.security.matrix import LOINC, Decision, Matrix
 from maison.security.principal import Principal
 from maison.store.interface import Stored, StoreTx
 
@@ -140,6 +141,7 @@ class RecordGuard:
     _facts: dict[str, RecordFacts | None] = field(default_factory=dict)
     _basis: dict[str, Basis] = field(default_factory=dict)
     _now: datetime | None = None
+    _cells: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
 
     # --- what is guarded ------------------------------------------------------------------
     def guarded(self, rtype: str) -> bool:
@@ -208,10 +210,15 @@ class RecordGuard:
     # --- one resource ---------------------------------------------------------------------
     def verdict(self, tx: StoreTx, stored: Stored) -> Verdict | None:
         """The decision on a stored resource; None when no rule applies to it."""
-        if stored.resource is None or stored.deleted:
-            return None
-        if self.viewer.kind == "system" or not self.guarded(stored.type):
-            return None
+        return self._decide(tx, stored)[0]
+
+    def _decide(self, tx: StoreTx, stored: Stored) -> tuple[Verdict | None, str | None]:
+        """(the decision, None when no rule applies; the ``Patient/[id]`` the resource is
+        about, None for a backend service's access or a resource of no record)."""
+        if self.viewer.kind == "system":
+            return None, None
+        if stored.resource is None or stored.deleted or not self.guarded(stored.type):
+            return None, self.patient_of(tx, stored)
         if stored.type == "Binary":
             document = self.document_of(tx, stored)
             if document is None:
@@ -220,14 +227,18 @@ class RecordGuard:
                     "dmp-access:binary-without-document",
                     "this content belongs to no document the platform knows: it is read "
                     "through its DocumentReference",
-                )
-            return self.verdict(tx, document) or Verdict(True, "dmp-access:document", "")
+                ), None
+            decided, patient = self._decide(tx, document)
+            return decided or Verdict(True, "dmp-access:document", ""), patient
         patient = self.patient_of(tx, stored)
         if patient is None:
-            return None
+            return None, None
         granted = self.basis_for(tx, patient)
         if stored.type in DOCUMENT_TYPES:
-            return document_verdict(stored.resource, self.viewer, granted, self.matrix)
+            decided = document_verdict(
+                stored.resource, self.viewer, granted, self.matrix, self._cells
+            )
+            return decided, patient
         return Verdict(
             granted.allowed,
             granted.rule,
@@ -236,14 +247,13 @@ class RecordGuard:
             None,
             False,
             granted.emergency,
-        )
+        ), patient
 
     def check(self, tx: StoreTx, stored: Stored | None, action: str) -> Stored | None:
         """Let a read through or refuse it (403; 404 for a masked document), traced."""
         if stored is None:
             return None
-        decided = self.verdict(tx, stored)
-        patient = self.patient_of(tx, stored) if self.viewer.kind != "system" else None
+        decided, patient = self._decide(tx, stored)
         resource = f"{stored.type}/{stored.id}"
         if decided is None:
             self.note(action, resource, patient)
@@ -265,10 +275,9 @@ class RecordGuard:
         others dropped silently; each kept one traced."""
         kept: list[Stored] = []
         for stored in found:
-            decided = self.verdict(tx, stored)
+            decided, patient = self._decide(tx, stored)
             if decided is not None and not decided.allowed:
                 continue
-            patient = self.patient_of(tx, stored) if self.viewer.kind != "system" else None
             resource = f"{stored.type}/{stored.id}"
             if decided is None:
                 self.note(action, resource, patient)
@@ -415,9 +424,9 @@ class RecordGuard:
                 Access("search", rtype, patient, False, wanted.rules[0], wanted.reason)
             )
             return None
-        return replace(query, criteria=[*query.criteria, *self._criteria(rtype, wanted)])
+        return replace(query, criteria=[*query.criteria, *self._criteria(rtype, wanted, facts)])
 
-    def _criteria(self, rtype: str, wanted: Any) -> list[Criterion]:
+    def _criteria(self, rtype: str, wanted: Any, facts: RecordFacts | None) -> list[Criterion]:
         params = self.defs.search_params(rtype)
 
         def token(
@@ -444,7 +453,19 @@ class RecordGuard:
                 out.append(Criterion("guard:matrix", "any", None, (), None, chain=tuple(either)))
         if wanted.types_denied:
             out.append(token("type", wanted.types_denied, "not"))
-        if wanted.exclude_labels:
+        if (
+            wanted.exclude_labels == (MASQUE_PS,)
+            and facts is not None
+            and facts.masked_complete
+            and self.viewer.kind == "professional"
+        ):
+            # the record's facts list its masked documents (read in this unit, or cached
+            # while no document was written): the mask is a list of ids, often empty, not a
+            # probe of every document's labels; ``keep`` still checks each one found
+            hide = sorted({doc for doc, _, _ in facts.masked} - set(wanted.except_ids))
+            if hide:
+                out.append(token("_id", hide, "not"))
+        elif wanted.exclude_labels:
             hidden = token("security-label", wanted.exclude_labels, "not")
             if wanted.except_ids:
                 mine = token("_id", wanted.except_ids)

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from maison.fhir.definitions import Definitions
-from maison.fhir.search import Criterion, ReferenceValue, SearchQuery, TokenValue
 from maison.security.access import MASQUE_PS, Grant, RecordFacts, author_ids
 from maison.services.dmp import record
 from maison.services.dmp.record import Kind, State
@@ -53,38 +52,23 @@ def _held(tx: StoreTx, patient_id: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _masked(
-    tx: StoreTx, defs: Definitions, patient_id: str
-) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
+#: Where a document names its patient, for the look-up of the masked ones.
+DOCUMENT_SUBJECT: Final = {"DocumentReference": ("subject",)}
+
+
+def _masked(tx: StoreTx, patient_id: str) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
     """The record's documents masked to professionals, with their authors (who still see
-    them): https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/ (TD3.3a)."""
-    params = defs.search_params("DocumentReference")
-    query = SearchQuery(
-        "DocumentReference",
-        [
-            Criterion(
-                "subject",
-                "reference",
-                None,
-                (ReferenceValue("Patient", patient_id, None),),
-                params.get("subject"),
-            ),
-            Criterion(
-                "security-label",
-                "token",
-                None,
-                (TokenValue(None, MASQUE_PS, True),),
-                params.get("security-label"),
-            ),
-        ],
-        count=MAX_ROWS,
-        total="none",
-    )
+    them): one look-up of the reference and token indexes, then a read of those documents
+    only (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD3.3a)."""
+    found = tx.referencing("Patient", patient_id, DOCUMENT_SUBJECT, ("security-label", MASQUE_PS))
+    ids = [rid for rtype, rid in found if rtype == "DocumentReference"][:MAX_ROWS]
+    if not ids:
+        return ()
     out = []
-    for stored in tx.search(query).entries:
+    for rid, stored in sorted(tx.read_many("DocumentReference", ids).items()):
         if stored.resource is not None:
             idnps, refs = author_ids(stored.resource)
-            out.append((stored.id, idnps, refs))
+            out.append((rid, idnps, refs))
     return tuple(out)
 
 
@@ -356,8 +340,10 @@ def record_facts(
                     consent=team_consent.get(ref),
                 )
             )
+    masked = _masked(tx, patient_id)
     return RecordFacts(
-        masked=_masked(tx, defs, patient_id),
+        masked=masked,
+        masked_complete=len(masked) < MAX_ROWS,
         patient=f"Patient/{patient_id}",
         state_refusal=state_refusal(status),
         consultation_opposed=status.consultation_opposed_since,
