@@ -30,7 +30,9 @@ over an unguarded one, and the cost of the audit trail every guarded request wri
    off) is the policy itself (the record's facts, read on the first request for a record and
    then kept by the server while nothing they depend on is written, and the narrowed SQL).
    (b2)/(d2): the médecin again on the same record right after, the record's facts cached, as
-   every request after the first of a consultation. Target: guarded < 20% over unguarded.
+   every request after the first of a consultation. Target: the guarded search (the policy,
+   (d) against (a')) < 20% over the unguarded one; the durable audit write of the read,
+   (b) - (d), is reported as its own figure (the issue asks for both).
 3. Audit write cost, in process: ``AuditTrail.record([event])`` (one event, its own write
    unit) p50, then the chain filled in batches of 10,000 (``--audit-entries``, within
    ``--audit-fill-seconds``) and ``maison audit verify`` run on it (a subprocess, timed): its
@@ -582,7 +584,7 @@ def search_part(args: argparse.Namespace, root: Path) -> tuple[list[Row], Row, R
         "(d2) same record again, audit off p50 ms": d2["p50_ms"],
         "policy, record already opened = (d2) - (a'), p50":
             f"{d2['p50_ms'] - a2['p50_ms']:+.2f} ms ({pct(d2['p50_ms'], a2['p50_ms'])})",
-        "target": "(b) < (a) + 20%",
+        "target": "policy (d) < (a') + 20%; the audit write (b) - (d) is its own figure",
     }  # fmt: skip
     return rows, setup_row, summary
 

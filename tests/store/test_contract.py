@@ -465,16 +465,33 @@ def test_referencing_lists_current_resources_of_every_type(store: SqlStore) -> N
     store.write(lambda tx: tx.create("Observation", masked, "o3"))
     other = {**obs, "subject": {"reference": "Patient/r2"}, "meta": {"security": [label]}}
     store.write(lambda tx: tx.create("Observation", other, "o4"))
-    having = ("_security", "MASQUE_PS")
-    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, having)) == [
+    having = {"Observation": ("_security", "MASQUE_PS")}
+    observations = {"Observation": ["subject"]}
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", observations, having)) == [
         ("Observation", "o3")
+    ]
+    # the types ``having`` does not name are not filtered
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, having)) == [
+        ("Observation", "o3"),
+        ("Patient", "r2"),
     ]
     assert store.read(lambda tx: tx.referencing("Patient", "r1", None, having)) == [
-        ("Observation", "o3")
+        ("Encounter", "e1"),
+        ("Observation", "o3"),
+        ("Patient", "r2"),
     ]
-    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, ("_security", "N"))) == []
+    other_label = {"Observation": ("_security", "N")}
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", observations, other_label)) == []
     store.write(lambda tx: tx.delete("Observation", "o3"))
-    assert store.read(lambda tx: tx.referencing("Patient", "r1", via, having)) == []
+    assert store.read(lambda tx: tx.referencing("Patient", "r1", observations, having)) == []
+    # several types in one read
+    both = store.read(
+        lambda tx: tx.read_each(
+            [("Patient", "r2"), ("Observation", "o1"), ("Observation", "o3"), ("Patient", "nope")]
+        )
+    )
+    assert sorted(both) == [("Observation", "o1"), ("Patient", "r2")]
+    assert both[("Observation", "o1")].resource["subject"] == subject
     store.write(lambda tx: tx.delete("Encounter", "e1"))
 
     def within(tx: Any) -> list[tuple[str, str]]:  # pending rows are seen in the same unit
@@ -509,18 +526,17 @@ def test_swap_meta_is_a_compare_and_set_one_caller_wins(store: SqlStore) -> None
     assert store.get_meta("psc:c:test") == "rotated"
 
 
-def test_last_changes_is_a_stamp_per_type(store: SqlStore) -> None:
-    """The stamp the access rules' cache trusts: it moves when, and only when, a resource of
-    one of the types is written (deletions included)."""
-    types = ("Consent", "CareTeam")
-    before = store.read(lambda tx: tx.last_changes(types))
-    assert before == (0, 0)
+def test_last_write_is_a_stamp_of_every_write(store: SqlStore) -> None:
+    """The stamp the access rules' cache trusts: it moves when, and only when, a resource is
+    written (deletions included)."""
+    assert store.read(lambda tx: tx.last_write()) == 0
     consent = {"resourceType": "Consent", "status": "active"}
     made = store.write(lambda tx: tx.create("Consent", consent))
-    after = store.read(lambda tx: tx.last_changes(types))
-    assert after[0] > 0 and after[1] == 0
+    after = store.read(lambda tx: tx.last_write())
+    assert after > 0
+    assert store.read(lambda tx: tx.last_write()) == after  # reading changes nothing
     store.write(lambda tx: tx.create("Patient", {"resourceType": "Patient"}))
-    assert store.read(lambda tx: tx.last_changes(types)) == after
+    later = store.read(lambda tx: tx.last_write())
+    assert later > after
     store.write(lambda tx: tx.delete("Consent", made.id))
-    assert store.read(lambda tx: tx.last_changes(types))[0] > after[0]
-    assert store.read(lambda tx: tx.last_changes(())) == ()
+    assert store.read(lambda tx: tx.last_write()) > later

@@ -98,7 +98,9 @@ class Services:
     facts_cache: FactsCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.facts_cache = FactsCache(lambda: self.defs)
+        # PostgreSQL writers commit out of seq order across processes: entries kept 1 s at most
+        max_age = 1.0 if self.store.dialect == "postgresql" else None
+        self.facts_cache = FactsCache(lambda: self.defs, max_age=max_age)
 
     def terminology(self, defs: Definitions) -> TerminologySource:
         """The loaded terminologies, then the definitions' code systems, value sets and maps

@@ -271,7 +271,7 @@ class GuardedTx:
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
-        having: tuple[str, str] | None = None,
+        having: Mapping[str, tuple[str, str]] | None = None,
     ) -> list[tuple[str, str]]:
         """The resources referencing ``res_type/res_id``, only when the caller may read every
         type found: an operation that repoints references (``$merge``) does all or nothing
@@ -307,9 +307,21 @@ class GuardedTx:
                 self.rules.check(self.tx, stored, "read")
         return found
 
-    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
-        """The write stamps of types, for caches (seq numbers only: no resource is read)."""
-        return self.tx.last_changes(res_types)
+    def read_each(self, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """Reads of several types, each allowed as :meth:`read` would allow it (a forbidden
+        one refuses the whole call)."""
+        for res_type in sorted({t for t, _ in refs}):
+            authorize(self.principal, "read", res_type)
+        found = self.tx.read_each(refs)
+        for stored in found.values():
+            self._check_member(stored)
+            if self.rules is not None:
+                self.rules.check(self.tx, stored, "read")
+        return found
+
+    def last_write(self) -> int:
+        """The write stamp, for caches (a seq number only: no resource is read)."""
+        return self.tx.last_write()
 
     def operation(
         self, code: str, interaction: str, res_type: str | None, contexts: frozenset[str]

@@ -436,11 +436,12 @@ class RecordGuard:
 
         out: list[Criterion] = []
         if wanted.classes is not None:
-            # (system, code) pairs: one IN over the token rows, as a value set's codes are
+            # (system, code) pairs, compared exactly: a class coding without a system is no
+            # class the matrix knows (``decide`` denies it), so it must not match either
             classes = Criterion(
                 "category",
                 "token",
-                "in",
+                None,
                 tuple(TokenValue(system, code, False) for system, code in wanted.classes),
                 params.get("category"),
             )

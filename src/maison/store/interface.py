@@ -99,13 +99,13 @@ class StoreTx(Protocol):
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
-        having: tuple[str, str] | None = None,
+        having: Mapping[str, tuple[str, str]] | None = None,
     ) -> list[tuple[str, str]]:
         """(type, id) of the current resources whose indexed references point to
         ``res_type/res_id`` (itself excluded), sorted; ``via`` limits the look-up to these
-        reference search parameters per source type; ``having`` (token parameter, code) to
-        the resources holding that code in any system
-        (https://hl7.org/fhir/R4/references.html)."""
+        reference search parameters per source type; ``having`` keeps, of the source types it
+        names, the resources whose token parameter holds a code in any system
+        ({type: (parameter, code)}) (https://hl7.org/fhir/R4/references.html)."""
 
     def holders(
         self, res_type: str, code: str, system: str, value: str, writing: str | None = None
@@ -114,14 +114,17 @@ class StoreTx(Protocol):
         ``system|value``; ``writing`` names the type whose write asks (for the guard)
         (https://hl7.org/fhir/R4/search.html#token)."""
 
+    def read_each(self, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """The current, not deleted versions of those of ``refs`` (type, id) that have one,
+        whatever their types (https://hl7.org/fhir/R4/http.html#read)."""
+
     def read_many(self, res_type: str, ids: Collection[str]) -> dict[str, Stored]:
         """The current, not deleted versions of those of ``ids`` that have one, by id
         (https://hl7.org/fhir/R4/http.html#read)."""
 
-    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
-        """The sequence number of the latest write of each type (0: none), in the order
-        given: a stamp that changes whenever a resource of one of the types is written (for
-        caches of what those resources say)."""
+    def last_write(self) -> int:
+        """The sequence number of the latest version written, of any type (0: none): a stamp
+        that changes whenever a resource is written (for caches of what resources say)."""
 
 
 class ResourceStore(Protocol):

@@ -302,8 +302,24 @@ def _positive(c: Criterion, rtype: Any, by_id: bool = False) -> tuple[bool, Sele
             else false()
         )
         return c.modifier == "not-in", select(t.res_id).where(*rows, found)
+    if kind == "token" and c.modifier in (None, "not") and len(c.values) > 1:
+        grouped = _by_system(c.values)
+        if grouped is not None:  # system|a,system|b,…: one IN per system (cheaper to plan)
+            either = or_(*(and_(t.system == sys, t.value.in_(codes)) for sys, codes in grouped))
+            return c.modifier == "not", select(t.res_id).where(*rows, either)
     matches = [_value_match(kind, c.modifier, v, table) for v in c.values]
     return c.modifier == "not", select(t.res_id).where(*rows, or_(*matches))
+
+
+def _by_system(values: tuple[Any, ...]) -> list[tuple[str, list[str]]] | None:
+    """Token values that all name a system and a code, as (system, codes) groups; None
+    otherwise."""
+    groups: dict[str, list[str]] = {}
+    for v in values:
+        if not isinstance(v, TokenValue) or v.any_system or not v.system or not v.code:
+            return None
+        groups.setdefault(v.system, []).append(v.code)
+    return sorted(groups.items())
 
 
 def _composite(c: Criterion, rtype: Any) -> Select[Any]:

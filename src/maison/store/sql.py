@@ -41,6 +41,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -519,9 +520,9 @@ _CURRENT_ROW = select(resource.c.version, resource.c.deleted).where(
 
 @functools.lru_cache(maxsize=256)
 def _referencing_statement(
-    via: tuple[tuple[str, tuple[str, ...]], ...] | None, having: bool
+    via: tuple[tuple[str, tuple[str, ...]], ...] | None, having: tuple[str, ...]
 ) -> Select[Any]:
-    """The statement of :meth:`SqlTx.referencing` for one shape (the target and the token
+    """The statement of :meth:`SqlTx.referencing` for one shape (the target and the tokens
     are bound parameters): built once, as building it cost more than running it."""
     ref = idx_reference.c
     target_type: Any = bindparam("target_type")
@@ -535,34 +536,24 @@ def _referencing_statement(
         conds.append(
             or_(*(and_(ref.res_type == rtype, ref.code.in_(codes)) for rtype, codes in via))
         )
-    if having:
-        tok = idx_token.alias("having").c
-        conds.append(
-            exists(
-                select(tok.res_id).where(
-                    tok.res_type == ref.res_type,
-                    tok.res_id == ref.res_id,
-                    tok.code == bindparam("token_code"),
-                    tok.value == bindparam("token_value"),
-                )
+    for n, rtype in enumerate(having):
+        tok = idx_token.alias(f"having_{n}").c
+        holds = exists(
+            select(tok.res_id).where(
+                tok.res_type == ref.res_type,
+                tok.res_id == ref.res_id,
+                tok.code == bindparam(f"token_code_{n}"),
+                tok.value == bindparam(f"token_value_{n}"),
             )
         )
+        conds.append(or_(ref.res_type != rtype, holds))
     return (
         select(ref.res_type, ref.res_id).where(*conds).distinct().order_by(ref.res_type, ref.res_id)
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _last_changes_statement(types: tuple[str, ...]) -> Select[Any]:
-    """The stamp query of :meth:`SqlTx.last_changes`, built once per tuple of types (building
-    a statement costs more than running this one)."""
-    h = resource_history.c
-    return select(
-        *(
-            select(func.coalesce(func.max(h.seq), 0)).where(h.res_type == t).scalar_subquery()
-            for t in types
-        )
-    )
+#: The stamp of :meth:`SqlTx.last_write`: the primary key's last entry, on either backend.
+_LAST_WRITE = select(func.coalesce(func.max(resource_history.c.seq), 0))
 
 
 @dataclass
@@ -957,14 +948,14 @@ class SqlTx:
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
-        having: tuple[str, str] | None = None,
+        having: Mapping[str, tuple[str, str]] | None = None,
     ) -> list[tuple[str, str]]:
         """(type, id) of the current resources whose indexed references point to
         ``res_type/res_id`` (itself excluded), sorted; ``via`` names the reference search
         parameters to look in per source type, so the look-up runs on the index that leads with
-        (res_type, code) instead of scanning idx_reference; ``having`` (token parameter,
-        code) keeps the resources whose token parameter holds that code, in any system
-        (https://hl7.org/fhir/R4/references.html)."""
+        (res_type, code) instead of scanning idx_reference; ``having`` keeps, of the source
+        types it names, the resources whose token parameter holds a code in any system
+        ({type: (parameter, code)}) (https://hl7.org/fhir/R4/references.html)."""
         self.flush()
         shape = None
         if via is not None:
@@ -974,19 +965,18 @@ class SqlTx:
             if not shape:
                 return []
         params = {"target_type": res_type, "target_id": res_id}
-        if having is not None:
-            params["token_code"], params["token_value"] = having
-        rows = self.conn.execute(_referencing_statement(shape, having is not None), params).all()
+        filtered = tuple(sorted(having or {}))
+        for n, rtype in enumerate(filtered):
+            params[f"token_code_{n}"], params[f"token_value_{n}"] = (having or {})[rtype]
+        rows = self.conn.execute(_referencing_statement(shape, filtered), params).all()
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    def last_changes(self, res_types: Collection[str]) -> tuple[int, ...]:
-        """The seq of the latest version written of each type, 0 for none: one index probe a
-        type (``ix_history_type_seq``)."""
-        types = tuple(res_types)
-        if not types:
-            return ()
-        row = self.conn.execute(_last_changes_statement(types)).one()
-        return tuple(int(v) for v in row)
+    def last_write(self) -> int:
+        """The seq of the latest version written, of any type, 0 for none: the last entry of
+        the primary key (a probe of one index page). One stamp for every type: a stamp per
+        type cost more to read (on PostgreSQL, planning seven probes, one of them walking the
+        primary key backwards past the other types' rows) than the cache it keeps saves."""
+        return int(self.conn.execute(_LAST_WRITE).scalar_one())
 
     def holders(
         self, res_type: str, code: str, system: str, value: str, writing: str | None = None
@@ -1108,6 +1098,35 @@ class SqlTx:
         if any((res_type, i) in self._pending for i in wanted):
             self.flush()
         return {s.id: s for s in self._fetch(res_type, wanted)}
+
+    def read_each(self, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """The current, not deleted versions of those of ``refs`` (type, id) that have one,
+        whatever their types: one query per 500 (https://hl7.org/fhir/R4/http.html#read)."""
+        wanted = sorted(set(refs))
+        if any(ref in self._pending for ref in wanted):
+            self.flush()
+        r, h = resource.c, resource_history.c
+        out: dict[tuple[str, str], Stored] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self.conn.execute(
+                select(r.res_type, r.res_id, r.version, r.last_updated, h.content)
+                .select_from(CURRENT)
+                .where(
+                    tuple_(r.res_type, r.res_id).in_(wanted[start : start + 500]),
+                    r.deleted == false(),
+                )
+            ).all()
+            for row in rows:
+                key = (row.res_type, row.res_id)
+                out[key] = Stored(
+                    row.res_type,
+                    row.res_id,
+                    row.version,
+                    row.last_updated,
+                    False,
+                    self._open(row.res_type, row.res_id, row.version, row.content),
+                )
+        return out
 
     def _fetch(self, res_type: str, ids: list[str]) -> list[Stored]:
         """Current, not deleted versions of some resources of one type."""

@@ -16,6 +16,7 @@ https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,70 +32,78 @@ IDNST: Final = "urn:oid:1.2.250.1.71.4.2.2"
 MAX_ROWS: Final = 1000
 
 
-#: Where a record's Consents and CareTeams name their patient.
-HOLDERS: Final = {"Consent": ("patient",), "CareTeam": ("patient", "subject")}
+#: Where a record's Consents and CareTeams name their patient, and its documents too (only
+#: those masked to professionals are looked up: :data:`MASKED`).
+HOLDERS: Final = {
+    "Consent": ("patient",),
+    "CareTeam": ("patient", "subject"),
+    "DocumentReference": ("subject",),
+}
+MASKED: Final = {"DocumentReference": ("security-label", MASQUE_PS)}
 
 
-def _held(tx: StoreTx, patient_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The active Consents and CareTeams naming the patient: one look-up of the reference
-    index, then one read per type (cheaper than two searches)."""
+def _record(
+    tx: StoreTx, patient_id: str
+) -> tuple[Stored | None, dict[str, list[dict[str, Any]]], list[Stored]]:
+    """(the Patient, the active Consents and CareTeams naming him, his documents masked to
+    professionals): one look-up of the reference and token indexes, then one read of all of
+    them (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD3.3a)."""
     ids: dict[str, list[str]] = {}
-    for rtype, rid in tx.referencing("Patient", patient_id, HOLDERS):
+    for rtype, rid in tx.referencing("Patient", patient_id, HOLDERS, MASKED):
         ids.setdefault(rtype, []).append(rid)
-    out: dict[str, list[dict[str, Any]]] = {}
+    refs = [("Patient", patient_id)]
     for rtype, wanted in ids.items():
-        found = tx.read_many(rtype, wanted[:MAX_ROWS])
-        out[rtype] = [
-            s.resource
-            for _, s in sorted(found.items())
-            if s.resource is not None and s.resource.get("status") == "active"
-        ]
-    return out
+        refs.extend((rtype, rid) for rid in wanted[:MAX_ROWS])
+    found = tx.read_each(refs)
+    held: dict[str, list[dict[str, Any]]] = {}
+    masked: list[Stored] = []
+    for (rtype, _), stored in sorted(found.items()):
+        body = stored.resource
+        if body is None or rtype == "Patient":
+            continue
+        if rtype == "DocumentReference":
+            masked.append(stored)
+        elif body.get("status") == "active":
+            held.setdefault(rtype, []).append(body)
+    return found.get(("Patient", patient_id)), held, masked
 
 
-#: Where a document names its patient, for the look-up of the masked ones.
-DOCUMENT_SUBJECT: Final = {"DocumentReference": ("subject",)}
-
-
-def _masked(tx: StoreTx, patient_id: str) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
-    """The record's documents masked to professionals, with their authors (who still see
-    them): one look-up of the reference and token indexes, then a read of those documents
-    only (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD3.3a)."""
-    found = tx.referencing("Patient", patient_id, DOCUMENT_SUBJECT, ("security-label", MASQUE_PS))
-    ids = [rid for rtype, rid in found if rtype == "DocumentReference"][:MAX_ROWS]
-    if not ids:
-        return ()
+def _masked(masked: list[Stored]) -> tuple[tuple[str, frozenset[str], frozenset[str]], ...]:
+    """The masked documents with their authors (who still see them)."""
     out = []
-    for rid, stored in sorted(tx.read_many("DocumentReference", ids).items()):
+    for stored in masked:
         if stored.resource is not None:
             idnps, refs = author_ids(stored.resource)
-            out.append((rid, idnps, refs))
+            out.append((stored.id, idnps, refs))
     return tuple(out)
-
-
-#: The types whose writes may change what :func:`record_facts` reads.
-WATCHED: Final = (
-    "Patient",
-    "Consent",
-    "CareTeam",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "DocumentReference",
-)
 
 
 class FactsCache:
     """The facts of records and the standing of professionals, kept per process while no
-    resource of :data:`WATCHED` is written (a stamp of one index probe a type, read at each
-    request): a consent recorded, a team changed, a document masked or a professional
-    deactivated takes effect at the next request, in every worker."""
+    resource is written (a stamp of one index probe, read at each request): a consent
+    recorded, a team changed, a document masked or a professional deactivated takes effect at
+    the next request, in every worker.
 
-    def __init__(self, defs: Callable[[], Definitions], size: int = 20_000) -> None:
+    ``max_age`` (seconds) bounds how long an entry is trusted whatever the stamp says: on
+    PostgreSQL, writers in other processes take their seq numbers before they commit, so one
+    that commits after a later number was seen leaves the stamp unchanged; an entry read
+    meanwhile is kept at most this long (None: the stamp alone, as SQLite writers commit in
+    seq order)."""
+
+    def __init__(
+        self,
+        defs: Callable[[], Definitions],
+        size: int = 20_000,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._defs = defs
         self._size = size
+        self._max_age = max_age
+        self._clock = clock
         self._lock = threading.Lock()
-        self._stamp: tuple[int, ...] = ()
+        self._stamp = -1
+        self._filled = 0.0  # when the entries of this stamp began to be kept
         self._facts: dict[str, RecordFacts | None] = {}
         self._standing: dict[str, str | None] = {}
 
@@ -103,15 +112,19 @@ class FactsCache:
     ) -> tuple[Callable[[StoreTx, str], RecordFacts | None], Callable[[StoreTx, str], str | None]]:
         """(facts loader, standing check) for one request: the stamp is read once. A write
         unit reads through the cache but never fills it (what it read may be rolled back)."""
-        seen: list[tuple[int, ...]] = []
+        seen: list[int] = []
 
-        def stamp(tx: StoreTx) -> tuple[int, ...]:
+        def stamp(tx: StoreTx) -> int:
             if not seen:
-                now = tx.last_changes(WATCHED)
+                now = tx.last_write()
                 seen.append(now)
                 with self._lock:
-                    if now != self._stamp and not write:
+                    stale = (
+                        self._max_age is not None and self._clock() - self._filled > self._max_age
+                    )
+                    if (now != self._stamp or stale) and not write:
                         self._stamp = now
+                        self._filled = self._clock()
                         self._facts.clear()
                         self._standing.clear()
             return seen[0]
@@ -296,10 +309,9 @@ def record_facts(
 ) -> RecordFacts | None:
     """The facts of ``Patient/[patient_id]``'s record, None when no such patient
     (https://www.legifrance.gouv.fr/jorf/id/JORFTEXT000048256185)."""
-    patient = tx.read("Patient", patient_id)
-    if patient is None or patient.deleted or patient.resource is None:
+    patient, held, documents = _record(tx, patient_id)
+    if patient is None or patient.resource is None:
         return None
-    held = _held(tx, patient_id)
     consents = held.get("Consent", [])
     status = record.dmp_status(patient.resource, consents, retention_years)
     grants: list[Grant] = []
@@ -340,10 +352,10 @@ def record_facts(
                     consent=team_consent.get(ref),
                 )
             )
-    masked = _masked(tx, patient_id)
+    masked = _masked(documents)
     return RecordFacts(
         masked=masked,
-        masked_complete=len(masked) < MAX_ROWS,
+        masked_complete=len(documents) < MAX_ROWS,
         patient=f"Patient/{patient_id}",
         state_refusal=state_refusal(status),
         consultation_opposed=status.consultation_opposed_since,
@@ -355,7 +367,6 @@ def record_facts(
 
 
 __all__ = [
-    "WATCHED",
     "FactsCache",
     "annuaire_standing",
     "record_facts",

@@ -58,7 +58,7 @@ class MergeTx(Protocol):
         res_type: str,
         res_id: str,
         via: Mapping[str, Collection[str]] | None = None,
-        having: tuple[str, str] | None = None,
+        having: Mapping[str, tuple[str, str]] | None = None,
     ) -> list[tuple[str, str]]:
         """The resources whose references point to ``res_type/res_id``."""
 
