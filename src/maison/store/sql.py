@@ -41,7 +41,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -523,32 +523,44 @@ def _referencing_statement(
     via: tuple[tuple[str, tuple[str, ...]], ...] | None, having: tuple[str, ...]
 ) -> Select[Any]:
     """The statement of :meth:`SqlTx.referencing` for one shape (the target and the tokens
-    are bound parameters): built once, as building it cost more than running it."""
-    ref = idx_reference.c
+    are bound parameters): built once, as building it cost more than running it. With
+    ``via``, one branch per source type, each on the index that leads with (res_type, code):
+    an OR of them made SQLite scan every reference to the target instead."""
     target_type: Any = bindparam("target_type")
     target_id: Any = bindparam("target_id")
-    conds: list[ColumnElement[bool]] = [
-        ref.target_type == target_type,
-        ref.target_id == target_id,
-        not_(and_(ref.res_type == target_type, ref.res_id == target_id)),
-    ]
-    if via is not None:
-        conds.append(
-            or_(*(and_(ref.res_type == rtype, ref.code.in_(codes)) for rtype, codes in via))
-        )
-    for n, rtype in enumerate(having):
-        tok = idx_token.alias(f"having_{n}").c
-        holds = exists(
-            select(tok.res_id).where(
-                tok.res_type == ref.res_type,
-                tok.res_id == ref.res_id,
-                tok.code == bindparam(f"token_code_{n}"),
-                tok.value == bindparam(f"token_value_{n}"),
+
+    def branch(rtype: str | None, codes: tuple[str, ...] | None) -> Select[Any]:
+        ref = idx_reference.alias(f"ref_{rtype or 'any'}").c
+        conds: list[ColumnElement[bool]] = [
+            ref.target_type == target_type,
+            ref.target_id == target_id,
+            not_(and_(ref.res_type == target_type, ref.res_id == target_id)),
+        ]
+        if rtype is not None and codes is not None:
+            conds += [ref.res_type == rtype, ref.code.in_(codes)]
+        for n, filtered in enumerate(having):
+            if rtype is not None and filtered != rtype:
+                continue
+            tok = idx_token.alias(f"having_{n}").c
+            holds = exists(
+                select(tok.res_id).where(
+                    tok.res_type == ref.res_type,
+                    tok.res_id == ref.res_id,
+                    tok.code == bindparam(f"token_code_{n}"),
+                    tok.value == bindparam(f"token_value_{n}"),
+                )
             )
-        )
-        conds.append(or_(ref.res_type != rtype, holds))
+            conds.append(holds if rtype is not None else or_(ref.res_type != filtered, holds))
+        return select(ref.res_type.label("res_type"), ref.res_id.label("res_id")).where(*conds)
+
+    if via is None:
+        found = branch(None, None).subquery()
+    else:
+        found = union_all(*(branch(rtype, codes) for rtype, codes in via)).subquery()
     return (
-        select(ref.res_type, ref.res_id).where(*conds).distinct().order_by(ref.res_type, ref.res_id)
+        select(found.c.res_type, found.c.res_id)
+        .distinct()
+        .order_by(found.c.res_type, found.c.res_id)
     )
 
 
@@ -1101,30 +1113,33 @@ class SqlTx:
 
     def read_each(self, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The current, not deleted versions of those of ``refs`` (type, id) that have one,
-        whatever their types: one query per 500 (https://hl7.org/fhir/R4/http.html#read)."""
+        whatever their types: one query, a branch per type on the primary key (a row-value
+        IN made SQLite scan the table), per 500 (https://hl7.org/fhir/R4/http.html#read)."""
         wanted = sorted(set(refs))
         if any(ref in self._pending for ref in wanted):
             self.flush()
         r, h = resource.c, resource_history.c
         out: dict[tuple[str, str], Stored] = {}
         for start in range(0, len(wanted), 500):
-            rows = self.conn.execute(
+            by_type: dict[str, list[str]] = {}
+            for res_type, res_id in wanted[start : start + 500]:
+                by_type.setdefault(res_type, []).append(res_id)
+            branches = [
                 select(r.res_type, r.res_id, r.version, r.last_updated, h.content)
                 .select_from(CURRENT)
-                .where(
-                    tuple_(r.res_type, r.res_id).in_(wanted[start : start + 500]),
-                    r.deleted == false(),
-                )
-            ).all()
-            for row in rows:
-                key = (row.res_type, row.res_id)
+                .where(r.res_type == res_type, r.res_id.in_(ids), r.deleted == false())
+                for res_type, ids in sorted(by_type.items())
+            ]
+            statement = branches[0] if len(branches) == 1 else union_all(*branches)
+            for row in self.conn.execute(statement).all():
+                key = (str(row[0]), str(row[1]))
                 out[key] = Stored(
-                    row.res_type,
-                    row.res_id,
-                    row.version,
-                    row.last_updated,
+                    key[0],
+                    key[1],
+                    row[2],
+                    row[3],
                     False,
-                    self._open(row.res_type, row.res_id, row.version, row.content),
+                    self._open(key[0], key[1], row[2], row[4]),
                 )
         return out
 
