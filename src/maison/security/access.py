@@ -514,6 +514,18 @@ def document_filter(
     )
 
 
+def _profile(matrix: Matrix, who: ActingProfessional | None) -> tuple[Any, ...]:
+    """What a matrix decision reads of the matrix and the professional: the matrix's version,
+    his profession, savoir-faire and rôle."""
+    return (
+        matrix.version,
+        getattr(who, "profession", None),
+        getattr(who, "savoir_faire_type", None),
+        getattr(who, "savoir_faire", None),
+        getattr(who, "role", None),
+    )
+
+
 #: (matrix version, profession, savoir-faire, rôle, type, class) -> the matrix's decision
 _decision_cache: dict[tuple[Any, ...], Decision] = {}
 
@@ -527,14 +539,7 @@ def _decided(
 ) -> Decision:
     """:func:`decide`, kept per matrix version and professional profile: a decision reads
     only those, and a search decides on the same few types and classes over and over."""
-    key = (
-        matrix.version,
-        getattr(who, "profession", None),
-        getattr(who, "savoir_faire_type", None),
-        getattr(who, "savoir_faire", None),
-        getattr(who, "role", None),
-        *codes,
-    )
+    key = (*_profile(matrix, who), *codes)
     found = _decision_cache.get(key)
     if found is None:
         found = decide(matrix, who, doc_type, doc_class)
@@ -555,13 +560,7 @@ def _readable(matrix: Matrix, who: ActingProfessional | None) -> _Readable:
     """(classes allowed, types allowed, types denied) for the professional's profession
     (with his savoir-faire and rôle), kept per matrix version: it reads every cell of his
     profession, the same for each of his searches."""
-    key = (
-        matrix.version,
-        getattr(who, "profession", None),
-        getattr(who, "savoir_faire_type", None),
-        getattr(who, "savoir_faire", None),
-        getattr(who, "role", None),
-    )
+    key = _profile(matrix, who)
     found = _readable_cache.get(key)
     if found is None:
         found = _read_cells(matrix, who)
