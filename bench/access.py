@@ -730,10 +730,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, metavar="FILE", help="append the rows as JSON")
     args = parser.parse_args()
-    if args.url:
-        parser.error("--url is not supported: the bench installs guides and writes in bulk")
-    if "--no-demo" not in args.server_args:
-        args.server_args = f"{args.server_args} --no-demo".strip()
+    common.own_servers_only(parser, args)
 
     root = Path(tempfile.mkdtemp(prefix="bench-access-", dir="/var/tmp"))
     tempfile.tempdir = str(root)  # the stores, server folders and logs of bench/dmp + common

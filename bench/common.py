@@ -90,6 +90,15 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--token", default=None, help="bearer token to use with --url")
 
 
+def own_servers_only(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """For benches that install guides and write in bulk: no ``--url`` (they start their own
+    servers), and those servers start without the demo data."""
+    if args.url:
+        parser.error("--url is not supported: the bench installs guides and writes in bulk")
+    if "--no-demo" not in args.server_args:
+        args.server_args = f"{args.server_args} --no-demo".strip()
+
+
 def store_kind(args: argparse.Namespace) -> str:
     """``pg`` or ``sqlite`` from the options."""
     if args.store:
