@@ -242,21 +242,19 @@ class FhirEndpoint:
             ctx, principal, method, segments, params, request, body, ctype, prefer
         )
         result: ix.Result | None
+        recording = None  # a read's trail, written while its answer renders
         if bundle_work is not None:
             result = await run_in_threadpool(bundle_work)
         elif write:  # straight to the group-commit writer: no thread-pool hop
             result = await self.s.run_write(principal, unit)
         else:
             result, recording = await run_in_threadpool(self.s.run_read, principal, unit)
-            if result is None:
-                raise _unsupported(self.s, method, segments)
-            response = self._render(ctx, result, prefer, method)  # while the trail writes
-            if recording is not None:
-                await asyncio.wrap_future(recording)  # traced before the answer leaves
-            return response
         if result is None:
             raise _unsupported(self.s, method, segments)
-        return self._render(ctx, result, prefer, method)
+        response = self._render(ctx, result, prefer, method)
+        if recording is not None:
+            await asyncio.wrap_future(recording)  # traced before the answer leaves
+        return response
 
     async def _audit(
         self,
