@@ -79,15 +79,17 @@ class GuardedTx:
         query.count, query.total = 1, "none"
         return bool(self.tx.search(query).entries)
 
-    def _check_member(self, stored: Stored | None) -> Stored | None:
+    def _check_member(self, stored: Stored | None, action: str = "read") -> Stored | None:
         owner = self._confined()
         if owner is not None and not self._member(stored, owner):
             assert stored is not None
-            raise FhirError(
-                Category.FORBIDDEN,
+            reason = (
                 f"{stored.type}/{stored.id} is outside the record of {owner[0]}/{owner[1]}, "
-                "the only one this token may see",
+                "the only one this token may see"
             )
+            if self.rules is not None:
+                self.rules.outside(self.tx, stored, action, reason)
+            raise FhirError(Category.FORBIDDEN, reason)
         return stored
 
     def _check_written(self, res_type: str, resource: dict[str, Any]) -> None:
@@ -123,8 +125,8 @@ class GuardedTx:
         """vread, allowed by a read scope on the type."""
         authorize(self.principal, "vread", res_type)
         if self._confined() is not None:
-            self._check_member(self.tx.read(res_type, res_id))
-        stored = self._check_member(self.tx.vread(res_type, res_id, version))
+            self._check_member(self.tx.read(res_type, res_id), "vread")
+        stored = self._check_member(self.tx.vread(res_type, res_id, version), "vread")
         return self.rules.check(self.tx, stored, "vread") if self.rules is not None else stored
 
     def create(
@@ -159,7 +161,7 @@ class GuardedTx:
             old = current.resource if current is not None and not current.deleted else None
             check_change(self.principal, "update", res_type, resource, old)
         if self._confined() is not None:
-            self._check_member(self.tx.read(res_type, res_id))
+            self._check_member(self.tx.read(res_type, res_id), "update")
             self._check_written(res_type, {**resource, "id": res_id})
         if self.rules is not None and self.rules.guarded(res_type):
             self.rules.check_write(self.tx, res_type, self.tx.read(res_type, res_id), "update")
@@ -177,7 +179,7 @@ class GuardedTx:
             old = current.resource if current is not None and not current.deleted else None
             check_change(self.principal, "delete", res_type, None, old)
         if self._confined() is not None:
-            self._check_member(self.tx.read(res_type, res_id))
+            self._check_member(self.tx.read(res_type, res_id), "delete")
         current = self.tx.read(res_type, res_id) if self.rules is not None else None
         if self.rules is not None and self.rules.guarded(res_type):
             self.rules.check_write(self.tx, res_type, current, "delete")
@@ -351,7 +353,7 @@ class GuardedTx:
                     Category.FORBIDDEN,
                     "a patient token reads the history of its own resources only, one at a time",
                 )
-            self._check_member(self.tx.read(res_type, res_id))
+            self._check_member(self.tx.read(res_type, res_id), "history")
         rules = self.rules
         if rules is not None and rules.viewer.kind != "system":
             if res_type is None or (res_id is None and rules.guarded(res_type)):

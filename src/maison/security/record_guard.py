@@ -270,6 +270,14 @@ class RecordGuard:
             decided.source,
         )
 
+    def outside(self, tx: StoreTx, stored: Stored, action: str, reason: str) -> None:
+        """Trace a refusal that no rule had to decide: the resource lies outside the one record
+        a patient's token may see (another patient's document): on that record's trail."""
+        resource = f"{stored.type}/{stored.id}"
+        self.trace.append(
+            Access(action, resource, self.patient_of(tx, stored), False, "compartment", reason)
+        )
+
     def keep(self, tx: StoreTx, found: Iterable[Stored], action: str) -> list[Stored]:
         """The resources the viewer may see among ``found`` (search matches, includes), the
         others dropped silently; each kept one traced."""
