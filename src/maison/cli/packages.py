@@ -1,4 +1,4 @@
-"""Fetch the pinned FHIR definition packages through the npm client and verify them.
+"""Fetch the pinned npm packages (FHIR definitions, the portal's assets) and verify them.
 
 https://hl7.org/fhir/R4/downloads.html
 """
@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from maison.fhir.definitions import cache_dir, package_dir, package_pins
 
@@ -42,7 +42,7 @@ def ensure_package(key: str, root: Path | None = None) -> Path:
     if not tgz.exists() or sha256(tgz) != pin["sha256"]:
         npm = shutil.which("npm")
         if npm is None:
-            raise PackageError("npm is needed to fetch the FHIR definitions package")
+            raise PackageError(f"npm is needed to fetch {pin['npm']}")
         with tempfile.TemporaryDirectory() as tmp:
             proc = subprocess.run(
                 [npm, "pack", f"{pin['npm']}@{pin['version']}", "--pack-destination", tmp],
@@ -63,11 +63,25 @@ def ensure_package(key: str, root: Path | None = None) -> Path:
     tmpdir = Path(tempfile.mkdtemp(dir=tarballs))
     with tarfile.open(tgz) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        for dest, member in pin["files"].items():
-            src = tar.extractfile(members[member])
+        for dest, member in pin.get("files", {}).items():
+            src = tar.extractfile(members[member]) if member in members else None
             if src is None:
                 raise PackageError(f"{member} missing from {name}")
+            (tmpdir / dest).parent.mkdir(parents=True, exist_ok=True)
             (tmpdir / dest).write_bytes(src.read())
+        for dest, prefix in pin.get("trees", {}).items():
+            below = [m for m in members.values() if m.isfile() and m.name.startswith(prefix + "/")]
+            if not below:
+                raise PackageError(f"{prefix}/ missing from {name}")
+            for member_info in below:
+                relative = PurePosixPath(member_info.name[len(prefix) + 1 :])
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise PackageError(f"{member_info.name}: unsafe path in {name}")
+                target = tmpdir / dest / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member_info)
+                assert src is not None
+                target.write_bytes(src.read())
     (tmpdir / ".verified").write_text(digest + "\n")
     if folder.exists():
         shutil.rmtree(folder)
