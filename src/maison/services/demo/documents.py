@@ -43,6 +43,24 @@ LAB_REPORT = ("11502-2", "10")  # CR d'examens biologiques
 DISCHARGE_LETTER = ("11490-0", "10")  # lettre de liaison à la sortie
 VACCINATIONS = ("11369-6", "52")  # historique des vaccinations
 IMAGING_REPORT = ("18748-4", "31")  # CR d'imagerie médicale
+#: The NOS labels of those codes (JDV_J66 types, JDV_J57 classes), sent as producers send them.
+DISPLAYS = {
+    "11488-4": "CR ou fiche de consultation ou de visite",
+    "11502-2": "CR d'examens biologiques",
+    "11490-0": "Lettre de liaison à la sortie d'un établissement de soins",
+    "11369-6": "Historique des vaccinations",
+    "18748-4": "CR d'imagerie médicale",
+    "10": "Compte rendu",
+    "31": "Imagerie médicale",
+    "52": "Certificat, déclaration",
+}
+
+
+def _coding(system: str, code: str) -> dict[str, str]:
+    coding = {"system": system, "code": code}
+    if code in DISPLAYS:
+        coding["display"] = DISPLAYS[code]
+    return coding
 
 
 def pdf(text: str = "Compte rendu") -> bytes:
@@ -100,8 +118,8 @@ def document(
             }
         ],
         "status": "current",
-        "type": {"coding": [{"system": NOS_LOINC, "code": type_code}]},
-        "category": [{"coding": [{"system": A03, "code": class_code}]}],
+        "type": {"coding": [_coding(NOS_LOINC, type_code)]},
+        "category": [{"coding": [_coding(A03, class_code)]}],
         "subject": {"reference": patient},
         "date": "2026-03-01T10:00:00+01:00",
         "author": [{"reference": "#author"}],
