@@ -55,7 +55,7 @@ from maison.services.psc.annuaire_lookup import check_professional, userinfo_for
 from maison.services.psc.provider import AuthorizeError, OAuthError
 from maison.services.smart.authorize import EXPIRED, Authorizer, FlowError, Step
 from maison.services.smart.backend import ClientAuthenticator, client_credentials
-from maison.services.smart.clients import ClientRegistry
+from maison.services.smart.clients import ClientRegistry, portal_client, portal_secret
 from maison.services.smart.grants import Grant, Tokens
 from maison.services.smart.launch import LaunchError, create_launch
 from maison.services.smart.patients import find_patient_by_ins, patient_exists
@@ -106,7 +106,8 @@ def make_smart(services: Services) -> SmartServer | None:
     settings = services.settings
     store = services.store
     base = settings.base_url
-    clients = ClientRegistry(store, os.environ.get("MAISON_SMART_CLIENTS"))
+    portal = portal_client(base, portal_secret(settings.state_dir / "keys"))
+    clients = ClientRegistry(store, os.environ.get("MAISON_SMART_CLIENTS"), [portal])
 
     def recheck(grant: Grant) -> None:
         """A professional's grant lives while the Annuaire still lists him in that activity."""

@@ -117,8 +117,9 @@ def serve(
     """Start the FHIR server (sets everything up on first start)."""
     import uvicorn
 
-    from maison.api.app import create_app, prepare
+    from maison.api.app import prepare
     from maison.cli.packages import ensure_all
+    from maison.portal.site import create_site
 
     ensure_all()
     if workers <= 0:
@@ -169,10 +170,11 @@ def serve(
             f"`maison token --data {data}`"
         )
     console.print(f"maison FHIR R4 server on {settings.base_url} (data: {data})")
+    console.print(f"portal (patients and professionals): {settings.base_url}/portal/")
     if services is None:  # workers build their own services from the settings
         os.environ["MAISON_SETTINGS"] = settings.to_env()
     uvicorn.run(
-        "maison.api.app:app_from_env" if services is None else create_app(settings, services),
+        "maison.portal.site:app_from_env" if services is None else create_site(settings, services),
         factory=services is None,
         host=host,
         port=port,

@@ -51,3 +51,12 @@ def check_private(path: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+
+
+def load_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """The URL-safe secret kept in ``path``, created (0600, durable) on first use; concurrent
+    first uses agree on one (https://man7.org/linux/man-pages/man2/link.2.html)."""
+    if not path.exists():
+        create_secret_file(path, secrets.token_urlsafe(nbytes).encode())
+    check_private(path)
+    return path.read_text().strip()

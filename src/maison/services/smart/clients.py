@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from maison.security.principal import Scope, parse_scopes
 from maison.services.psc.provider import LOOPBACK_PATTERNS, Client, Records
+from maison.store.secret_files import load_or_create_secret
 
 DEV_CLIENT: Final = "maison-smart-dev"
 #: Where ``maison smart register`` keeps its registrations (one JSON object).
@@ -202,8 +204,8 @@ def stored_clients(records: Records) -> dict[str, SmartClient]:
 def register(records: Records, client: SmartClient) -> None:
     """Add or replace one registration in the store (atomically against concurrent
     registrations): https://hl7.org/fhir/smart-app-launch/app-launch.html#register-app-with-ehr."""
-    if client.client_id == DEV_CLIENT:
-        raise ClientError(f"{DEV_CLIENT} is built in")
+    if client.client_id in (DEV_CLIENT, PORTAL_CLIENT):
+        raise ClientError(f"{client.client_id} is built in")
     for _attempt in range(20):
         before = records.get_meta(META_KEY)
         current = orjson.loads(before) if before else {}
@@ -214,13 +216,41 @@ def register(records: Records, client: SmartClient) -> None:
     raise ClientError("the registrations changed too often meanwhile: try again")
 
 
+#: The portal's own client: confidential, its one callback under the server's base URL.
+PORTAL_CLIENT: Final = "maison-portal"
+PORTAL_CALLBACK: Final = "/portal/connexion/retour"
+PORTAL_SCOPE: Final = "openid fhirUser launch/patient offline_access patient/*.cruds user/*.cruds"
+
+
+def portal_secret(keys: Path) -> str:
+    """The portal client's secret, kept in the server's key folder (created on first start):
+    https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1."""
+    return load_or_create_secret(keys / "portal-client.secret")
+
+
+def portal_client(base_url: str, secret: str) -> SmartClient:
+    """The built-in confidential client of the portal served by this process, redirected only
+    to its callback: https://hl7.org/fhir/smart-app-launch/app-launch.html#register-app-with-ehr."""
+    callback = base_url.rstrip("/") + PORTAL_CALLBACK
+    return SmartClient(PORTAL_CLIENT, (callback,), PORTAL_SCOPE, public=False, secret=secret)
+
+
 class ClientRegistry:
     """Every client the server knows, read at each use (a registration made while the server
     runs applies at once): https://hl7.org/fhir/smart-app-launch/app-launch.html#register-app-with-ehr."""
 
-    def __init__(self, records: Records, environment: str | None = None) -> None:
+    def __init__(
+        self,
+        records: Records,
+        environment: str | None = None,
+        built_in: Iterable[SmartClient] = (),
+    ) -> None:
         self.records = records
-        self.fixed = {DEV_CLIENT: dev_client(), **parse_clients(environment)}
+        self.fixed = {
+            DEV_CLIENT: dev_client(),
+            **parse_clients(environment),
+            **{c.client_id: c for c in built_in},
+        }
 
     def all(self) -> dict[str, SmartClient]:
         """The built-in and environment clients, then the stored registrations (which cannot

@@ -1,0 +1,258 @@
+"""The portal end to end in process: a patient and a professional sign in through the platform's
+own authorization server, read through the API, and the rules and the trail apply as for any
+client (https://hl7.org/fhir/smart-app-launch/app-launch.html)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pyotp
+import pytest
+from flows import patient_sign_in, submit
+
+from maison.api.app import prepare
+from maison.api.services import Services
+from maison.api.settings import Settings
+from maison.portal.site import create_site
+from maison.services.ins.accounts import patient_accounts
+
+BASE = "http://127.0.0.1:8999"
+PASSWORD = "Correct-Horse-Battery-9"
+
+
+class World:
+    """A demo store, the site over it, and the patient who has documents."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.site = create_site(services.settings, services)
+        self.accounts = patient_accounts(services.store)
+        token = self.token(["system/*.*"])
+        bundle = self.run(
+            lambda c: c.get(
+                "/DocumentReference",
+                params={"status": "current", "_count": "1"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        ).json()
+        self.patient = bundle["entry"][0]["resource"]["subject"]["reference"].split("/")[1]
+        self.enrolment = self.accounts.create(self.patient, PASSWORD)
+        self.ins = self.enrolment.account.ins
+        self.last_step = 0
+        self.patient_cookie = ""
+
+    def token(self, scopes: list[str], **claims: Any) -> str:
+        assert self.services.issuer is not None
+        return self.services.issuer.mint("tester", scopes, BASE, 600, claims)
+
+    def code(self) -> str:
+        """A one-time code never used yet (each is accepted once; the window is ±1 step)."""
+        step = max(int(time.time() // 30), self.last_step + 1)
+        while step > int(time.time() // 30) + 1:
+            time.sleep(0.5)
+        self.last_step = step
+        return str(pyotp.TOTP(self.enrolment.totp_secret).at(step * 30))
+
+    def run(self, fn: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]) -> Any:
+        async def go() -> Any:
+            async with self.browser() as client:
+                return await fn(client)
+
+        return anyio.run(go)
+
+    def browser(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.site), base_url=BASE)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("portal")
+    services = prepare(Settings(data=str(tmp / "data"), public_url=BASE, demo=True))
+    try:
+        yield World(services)
+    finally:
+        services.store.close()
+
+
+def test_the_front_page_is_public_and_french(world: World) -> None:
+    page = world.run(lambda c: c.get("/portal/"))
+    assert page.status_code == 200
+    assert '<html lang="fr"' in page.text
+    assert "Espace patient" in page.text and "Espace professionnel" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert world.run(lambda c: c.get("/portal")).status_code == 308
+
+
+def test_a_patient_signs_in_and_sees_his_documents(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> httpx.Response:
+        home = await patient_sign_in(c, world.ins, PASSWORD, world.code())
+        assert home.status_code == 200, home.text[:2000]
+        assert str(home.url).endswith("/portal/patient/")
+        world.patient_cookie = c.cookies["maison_portail"]
+        return home
+
+    home = world.run(scenario)
+    assert "Mes documents" in home.text
+    assert "/portal/patient/documents/" in home.text
+
+
+def test_pages_of_a_space_need_its_sign_in(world: World) -> None:
+    response = world.run(lambda c: c.get("/portal/patient/"))
+    assert response.status_code == 303
+    assert response.headers["location"] == "/portal/connexion/patient"
+    response = world.run(lambda c: c.get("/portal/pro/dossier"))
+    assert response.status_code == 303
+
+
+async def _signed_in_patient(world: World, c: httpx.AsyncClient) -> httpx.Response:
+    """The patient's session: signed in once for the module, its cookie reused."""
+    if world.patient_cookie:
+        c.cookies.set("maison_portail", world.patient_cookie)
+        home = await c.get("/portal/patient/")
+    else:
+        home = await patient_sign_in(c, world.ins, PASSWORD, world.code())
+        world.patient_cookie = c.cookies["maison_portail"]
+    assert str(home.url).endswith("/portal/patient/"), home.text[:1500]
+    return home
+
+
+def _document_links(page: str) -> list[str]:
+    from lxml import html as lxml_html
+
+    tree = lxml_html.fromstring(page)
+    return [
+        a.get("href")
+        for a in tree.xpath("//a[@href]")
+        if "/documents/" in a.get("href") and "/contenu" not in a.get("href")
+    ]
+
+
+def test_a_patient_reads_masks_and_shows_a_document_again(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        home = await _signed_in_patient(world, c)
+        link = _document_links(home.text)[0]
+        page = await c.get(link)
+        assert page.status_code == 200, page.text[:2000]
+        assert "Masquer aux professionnels" in page.text
+        content = await c.get(link + "/contenu")
+        assert content.status_code == 200
+        assert content.content[:4] in (b"%PDF", b"<?xm", b"<Cli") or content.content
+        masked = await submit(c, page, "/visibilite", button=("action", "masquer-ps"))
+        assert masked.status_code == 200, masked.text[:2000]
+        assert "masqué aux professionnels" in masked.text
+        assert "Rendre visible aux professionnels" in masked.text
+        shown = await submit(c, masked, "/visibilite", button=("action", "afficher-ps"))
+        assert "de nouveau visible" in shown.text
+        assert "Masquer aux professionnels" in shown.text
+
+    world.run(scenario)
+
+
+def test_a_form_without_its_csrf_token_is_refused(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        home = await _signed_in_patient(world, c)
+        link = _document_links(home.text)[0]
+        refused = await c.post(link + "/visibilite", data={"action": "masquer-ps"})
+        assert refused.status_code == 403
+        assert "formulaire a expiré" in refused.text
+        wrong = await c.post(link + "/visibilite", data={"action": "masquer-ps", "csrf": "x" * 43})
+        assert wrong.status_code == 403
+
+    world.run(scenario)
+
+
+def test_a_session_identifier_planted_before_sign_in_is_worthless_after(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        start = await c.get("/portal/connexion/patient")
+        planted = start.cookies.get("maison_portail")
+        assert planted
+        home = await patient_sign_in(c, world.ins, PASSWORD, world.code())
+        assert str(home.url).endswith("/portal/patient/")
+        now = c.cookies.get("maison_portail")
+        assert now and now != planted
+        async with world.browser() as attacker:
+            attacker.cookies.set("maison_portail", planted)
+            response = await attacker.get("/portal/patient/")
+            assert response.status_code == 303  # back to sign-in: not the victim's session
+
+    world.run(scenario)
+
+
+def test_another_patients_document_is_refused_and_traced(world: World) -> None:
+    token = world.token(["system/*.*"])
+    bundle = world.run(
+        lambda c: c.get(
+            "/DocumentReference",
+            params={"status": "current", "_count": "50"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    ).json()
+    other, owner = next(
+        (e["resource"]["id"], e["resource"]["subject"]["reference"])
+        for e in bundle["entry"]
+        if e["resource"]["subject"]["reference"] != f"Patient/{world.patient}"
+    )
+
+    async def scenario(c: httpx.AsyncClient) -> httpx.Response:
+        await _signed_in_patient(world, c)
+        return await c.get(f"/portal/patient/documents/{other}")
+
+    refused = world.run(scenario)
+    assert refused.status_code in (403, 404)
+    assert "Traceback" not in refused.text
+    dpo = world.token(["system/AuditEvent.rs"])  # the data protection officer's tool
+    trail = world.run(
+        lambda c: c.get(
+            "/AuditEvent",
+            params={"patient": owner, "_count": "100"},
+            headers={"Authorization": f"Bearer {dpo}"},
+        )
+    ).json()
+    refusals = [
+        e["resource"]
+        for e in trail.get("entry", [])
+        if e["resource"].get("outcome") not in (None, "0")
+        and any(
+            (x.get("what") or {}).get("reference") == f"DocumentReference/{other}"
+            for x in e["resource"].get("entity") or []
+        )
+    ]
+    assert refusals
+
+
+def test_bad_filters_and_ids_get_french_errors_not_500(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        await _signed_in_patient(world, c)
+        bad = await c.get("/portal/patient/", params={"du": "hier"})
+        assert bad.status_code == 400 and "AAAA-MM-JJ" in bad.text
+        bad = await c.get("/portal/patient/documents/..%2F..%2Fetc")
+        assert bad.status_code == 404
+
+    world.run(scenario)
+
+
+def test_the_patient_reads_who_accessed_his_record(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> httpx.Response:
+        await _signed_in_patient(world, c)
+        return await c.get("/portal/patient/historique")
+
+    history = world.run(scenario)
+    assert history.status_code == 200, history.text[-2000:]
+    assert "Historique des accès à mon dossier" in history.text
+    assert "<tbody>" in history.text
+
+
+def test_document_classes_are_named_from_the_terminology(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> httpx.Response:
+        return await _signed_in_patient(world, c)
+
+    home = world.run(scenario)
+    from lxml import html as lxml_html
+
+    options = lxml_html.fromstring(home.text).xpath("//select[@id='categorie']/option")
+    labels = [o.text_content() for o in options[1:]]
+    assert labels and not any(label.isdigit() for label in labels), labels
