@@ -113,4 +113,5 @@ def test_filters_update_the_list_in_place(
 
 def test_portal_front_page_weight(page: Page, browser_server: Server) -> None:
     weight = page_weight(page, f"{browser_server.base_url}/portal/")
+    print(f"portal front page: {weight} bytes transferred")
     assert weight < 500_000, weight
