@@ -43,6 +43,7 @@ from maison.services.dmp.cda import (
     embedded_document,
     format_ins,
     parse_header,
+    safe_parser,
 )
 
 #: Deepest section level kept as such (1 = the body's sections); deeper ones are flattened.
@@ -429,22 +430,11 @@ def _section(node: Any, level: int) -> Section:
     return Section(leaf.title, leaf.code, leaf.html, children)
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 def _structured_sections(data: bytes) -> list[Section] | CdaViewError:
     """The sections of ``structuredBody`` (the document was already accepted by the header
     parser, which refuses DOCTYPEs and oversized input)."""
     try:
-        root = etree.fromstring(bytes(data), _parser())
+        root = etree.fromstring(bytes(data), safe_parser())
     except etree.XMLSyntaxError as exc:
         return CdaViewError("Le fichier n'est pas un document XML valide.", str(exc))
     body = _first(root, "h:component/h:structuredBody")
