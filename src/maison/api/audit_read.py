@@ -10,11 +10,17 @@ Who reads what:
 * a backend token holding ``system/AuditEvent`` with read or search (the data protection
   officer's and the operator's tools) reads any record's; a wildcard ``system/*`` does not
   suffice: the access history of every record is granted by name;
-* anyone else (a professional's ``user/`` token…) is refused, with the reason.
+* a professional's ``user/`` token (one carrying a professional context) whose ``user/`` scopes
+  cover AuditEvent (read or search; ``user/*.rs`` will do) reads his own accesses only: the
+  entries whose requesting agent is his IDNPS (reads, searches, refusals, bris de glace), of
+  every record or of one (``patient=``), never a record's history. Reading them is not an
+  access to a record and is not traced (no AuditEvent read is);
+* anyone else (a ``user/`` token without a professional context…) is refused, with the reason.
 
-An entry read by id that is not the caller's patient's answers 404, as one that does not exist:
-its existence is not revealed. Errors are raised as :class:`FhirError` inside and returned as
-``(status, OperationOutcome)`` by the two public functions, so the HTTP edge only sends them.
+An entry read by id that is not the caller's patient's (or, for a professional, not his own
+access) answers 404, as one that does not exist: its existence is not revealed. Errors are
+raised as :class:`FhirError` inside and returned as ``(status, OperationOutcome)`` by the two
+public functions, so the HTTP edge only sends them.
 
 https://hl7.org/fhir/R4/auditevent.html, https://profiles.ihe.net/ITI/BALP/
 """
@@ -30,7 +36,7 @@ from urllib.parse import urlencode
 
 from maison.api.errors import status_of
 from maison.audit.chain import AuditTrail
-from maison.audit.events import as_bundle, patient_of
+from maison.audit.events import as_bundle, patient_of, requestor_of
 from maison.fhir.errors import Category, FhirError, invalid, not_found
 from maison.fhir.normalize import date_range
 from maison.security.principal import Principal
@@ -46,7 +52,7 @@ _INSTANT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 OWN_RECORD_ONLY: Final = "you may only read the accesses to your own record"
 WHO_READS: Final = (
     "the access history of a record is read by its patient, his legal representatives, and the "
-    "data protection officer's tools"
+    "data protection officer's tools; a professional reads his own accesses"
 )
 WRITE_REFUSED: Final = (
     "AuditEvents are written by the platform only; they cannot be created, changed or deleted "
@@ -56,9 +62,11 @@ WRITE_REFUSED: Final = (
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
-    """Whose records a caller may read: one patient's (``patient`` id) or any (None)."""
+    """Whose records a caller may read: one patient's (``patient`` id) or any (None); with a
+    ``requestor`` (an IDNPS), only the accesses that professional made."""
 
     patient: str | None
+    requestor: str | None = None
 
 
 def audit_search(
@@ -74,6 +82,8 @@ def audit_search(
         reader = _reader(principal)
         if resource_id is not None:
             return 200, _read(trail, reader, params, resource_id)
+        if reader.requestor is not None:
+            return 200, _own_accesses(trail, reader.requestor, params, base_url.rstrip("/"))
         return 200, _search(trail, reader, params, base_url.rstrip("/"))
     except FhirError as error:
         return status_of(error), error.outcome()
@@ -117,6 +127,18 @@ def _reader(principal: Principal) -> _Reader:
         for s in principal.scopes
     ):
         return _Reader(None)
+    professional = principal.professional
+    if professional is not None:  # a professional's user/ token: his own accesses only
+        if not any(
+            s.context == "user" and (s.covers("r", "AuditEvent") or s.covers("s", "AuditEvent"))
+            for s in principal.scopes
+        ):
+            raise FhirError(
+                Category.FORBIDDEN,
+                "this token's user/ scopes do not cover AuditEvent (user/AuditEvent.rs or "
+                "user/*.rs is needed to read your own accesses)",
+            )
+        return _Reader(None, requestor=professional.national_id)
     raise FhirError(Category.FORBIDDEN, f"AuditEvent: {WHO_READS}")
 
 
@@ -164,6 +186,79 @@ def _search(
     kept.append(("_count", str(count)))
     self_url = f"{base_url}/AuditEvent?{urlencode(kept)}"
     return {**bundle, "link": [{"relation": "self", "url": self_url}]}
+
+
+# -- a professional's own accesses -------------------------------------------------------------
+def _own_accesses(
+    trail: AuditTrail, idnps: str, params: Sequence[tuple[str, str]], base_url: str
+) -> dict[str, Any]:
+    patient: str | None = None
+    bounds: dict[str, datetime] = {}  # ge: the first instant kept, le: the last
+    count = DEFAULT_COUNT
+    seen: set[str] = set()
+    for name, value in params:
+        if name in _TRANSPORT:
+            continue
+        if name in seen and name != "date":
+            raise invalid(f"AuditEvent search: parameter '{name}' is given more than once", name)
+        seen.add(name)
+        if name == "patient":
+            patient = _patient(value)
+        elif name == "date":
+            side, moment = _bound(value)
+            if side in bounds:
+                which = "lower (ge, gt)" if side == "ge" else "upper (le, lt)"
+                raise invalid(f"AuditEvent search: date is given two {which} bounds", name)
+            bounds[side] = moment
+        elif name == "_count":
+            count = _count(value)
+        else:
+            raise invalid(
+                f"AuditEvent search: parameter '{name}' is not supported (supported: patient, "
+                "date with ge, gt, le or lt, _count)",
+                name,
+            )
+    since, until = bounds.get("ge"), bounds.get("le")
+    reference = f"Patient/{patient}" if patient is not None else None
+    events = trail.for_requestor(idnps, reference, since, until, count)
+    bundle = as_bundle(events)
+    for entry in bundle["entry"]:
+        entry["fullUrl"] = f"{base_url}/AuditEvent/{entry['resource']['id']}"
+    kept: list[tuple[str, str]] = []
+    if reference is not None:
+        kept.append(("patient", reference))
+    if since is not None:
+        kept.append(("date", "ge" + since.strftime(_INSTANT)))
+    if until is not None:
+        kept.append(("date", "le" + until.strftime(_INSTANT)))
+    kept.append(("_count", str(count)))
+    self_url = f"{base_url}/AuditEvent?{urlencode(kept)}"
+    return {**bundle, "link": [{"relation": "self", "url": self_url}]}
+
+
+def _bound(value: str) -> tuple[str, datetime]:
+    """("ge", the first instant kept) or ("le", the last) of a ``date`` with ge, gt, le or lt."""
+    prefix, raw = value[:2], value[2:]
+    if prefix in ("ge", "gt"):
+        return "ge", _since(value)
+    if prefix not in ("le", "lt"):
+        raise invalid(
+            "AuditEvent search: date takes a ge, gt, le or lt prefix (the accesses since or "
+            f"until a moment), got {value[:80]!r}",
+            "date",
+        )
+    span = date_range(raw)
+    if span is None:
+        raise invalid(
+            f"AuditEvent search: date {raw[:80]!r} is not a FHIR date, dateTime or instant", "date"
+        )
+    if prefix == "le":
+        return "le", _parse_instant(span[1])
+    before = _parse_instant(span[0])
+    try:
+        return "le", before - timedelta(microseconds=1)
+    except OverflowError:
+        return "le", before
 
 
 def _patient(value: str) -> str:
@@ -227,4 +322,6 @@ def _read(
         raise missing
     if reader.patient is not None and patient_of(event) != f"Patient/{reader.patient}":
         raise missing  # another record's entry: answered as if it did not exist
+    if reader.requestor is not None and requestor_of(event) != reader.requestor:
+        raise missing  # another's access: answered as if it did not exist
     return event

@@ -5,9 +5,11 @@ its seq) and carries
 ``hash = SHA-256(prev_hash || canonical(entry))`` where the canonical entry is its seq, time,
 patient, kind and *encrypted* body: the chain is checked without the data keys (an auditor only
 needs the public checkpoint key), and an edited, re-encrypted or moved body breaks it all the
-same. Every ``checkpoint_every`` entries the (seq, hash) pair is signed with Ed25519 (RFC 8032),
-each checkpoint naming the previous one, so rewriting the chain from some point on, or deleting
-entries a checkpoint attests, is detected by :meth:`AuditTrail.verify`.
+same. The row's ``requestor_idnps`` (the requesting professional, for his own log) is an index
+outside the canonical entry: it is checked against the decrypted body, which the chain covers,
+whenever it is used. Every ``checkpoint_every`` entries the (seq, hash) pair is signed with
+Ed25519 (RFC 8032), each checkpoint naming the previous one, so rewriting the chain from some
+point on, or deleting entries a checkpoint attests, is detected by :meth:`AuditTrail.verify`.
 
 What a chain cannot prove by itself: that entries appended after the last checkpoint were not
 cut off together with the head row. Checkpoints bound that window; :meth:`AuditTrail.checkpoint`
@@ -39,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from sqlalchemy import Connection
 
 from maison.audit.body import seal, unseal
-from maison.audit.events import kind_of, patient_of
+from maison.audit.events import kind_of, patient_of, requestor_of
 from maison.store import audit_log as sql
 from maison.store.audit_log import GENESIS, CheckpointRow, Head
 from maison.store.crypto import Keyring
@@ -256,7 +258,8 @@ class AuditTrail:
             kind = kind_of(event)
             body = seal(keyring, event, seq)
             digest = entry_hash(prev, seq, at, patient, kind, body)
-            rows.append((seq, at, patient, kind, body, prev, digest))  # sql.ENTRY_COLUMNS
+            # sql.INSERT_COLUMNS: the chained columns, then the index-only requestor
+            rows.append((seq, at, patient, kind, body, prev, digest, requestor_of(event)))
             prev = digest
             if seq % self.checkpoint_every == 0:
                 marks.append(self._checkpoint(seq, digest, checkpoint_seq))
@@ -301,6 +304,35 @@ class AuditTrail:
         for seq, body in rows:
             event = unseal(self.keyring, body, seq)
             out.append({"resourceType": "AuditEvent", "id": str(seq), **event})
+        return out
+
+    def for_requestor(
+        self,
+        idnps: str,
+        patient_ref: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        count: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The AuditEvents whose requesting agent is the professional ``idnps`` (of one
+        patient's record when ``patient_ref`` is given, recorded in [since, until]), decrypted,
+        newest first (https://profiles.ihe.net/ITI/BALP/). Found through the requestor index,
+        kept only when the body (which the chain covers) names him: an edited index column
+        can hide an entry, never show another's. Entries written before the index existed
+        (NULL) are not found."""
+        rows = sql.latest(
+            self.store.engine,
+            patient_ref,
+            _instant(since) if since else None,
+            max(count, 0),
+            requestor=idnps,
+            until=_instant(until) if until else None,
+        )
+        out: list[dict[str, Any]] = []
+        for seq, body in rows:
+            event = unseal(self.keyring, body, seq)
+            if requestor_of(event) == idnps:
+                out.append({"resourceType": "AuditEvent", "id": str(seq), **event})
         return out
 
     def entry(self, seq: int) -> dict[str, Any] | None:

@@ -234,6 +234,18 @@ def patient_of(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def requestor_of(event: Mapping[str, Any]) -> str | None:
+    """The IDNPS of an AuditEvent's requesting agent (BALP agent[user], ``requestor`` true,
+    identified in the IDNPS system), or None (https://profiles.ihe.net/ITI/BALP/)."""
+    for agent in event.get("agent") or ():
+        if agent.get("requestor") is not True:
+            continue
+        identifier = (agent.get("who") or {}).get("identifier") or {}
+        if identifier.get("system") == IDNPS_SYSTEM and identifier.get("value"):
+            return str(identifier["value"])
+    return None
+
+
 def as_bundle(events: Sequence[Mapping[str, Any]], total: int | None = None) -> dict[str, Any]:
     """A searchset Bundle of AuditEvents (https://hl7.org/fhir/R4/bundle.html#searchset)."""
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}

@@ -3,7 +3,12 @@ signed checkpoints (the SQL only; the chain itself is computed in ``maison.audit
 
 * ``audit_log``: one row per AuditEvent; ``seq`` is dense (1, 2, 3…) so that a deleted row is a
   gap; ``body`` is the event encrypted with the store's data keys; ``hash`` chains each row to
-  the previous one (``prev_hash``).
+  the previous one (``prev_hash``). ``patient`` and ``requestor_idnps`` index the rows for
+  the listings: one record's accesses; one professional's own accesses, by the IDNPS of the
+  requesting agent (NULL for entries written before migration d4f6a8c0e2b1 and for requestors
+  without one). ``requestor_idnps`` is an index only, outside the chain's canonical entry: the
+  event's body, which the chain covers, stays the authority (``audit/chain.py`` checks it when
+  it reads).
 * ``audit_head``: one row (id 1) holding the last seq and hash. Appenders lock it
   (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time anyway), which
   serialises concurrent writers into one unbroken chain.
@@ -50,7 +55,10 @@ audit_log = Table(
     Column("body", LargeBinary, nullable=False),  # the AuditEvent, encrypted (Keyring)
     Column("prev_hash", LargeBinary, nullable=False),
     Column("hash", LargeBinary, nullable=False),
+    # The IDNPS of the requesting agent (added by migration d4f6a8c0e2b1; NULL before it).
+    Column("requestor_idnps", String(64), nullable=True),
     Index("ix_audit_log_patient", "patient", "seq"),
+    Index("ix_audit_log_requestor", "requestor_idnps", "seq"),
 )
 
 audit_head = Table(
@@ -137,18 +145,21 @@ def set_head(conn: Connection, head: Head) -> None:
     )
 
 
+#: The columns the chain covers (what :func:`iter_entries` gives the verifier).
 ENTRY_COLUMNS = ("seq", "at", "patient", "kind", "body", "prev_hash", "hash")
+#: What :func:`insert_entries` writes: the chained columns, then the index-only ones.
+INSERT_COLUMNS = (*ENTRY_COLUMNS, "requestor_idnps")
 
 
 def insert_entries(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert chained entries, tuples in :data:`ENTRY_COLUMNS` order (one driver-level
+    """Insert chained entries, tuples in :data:`INSERT_COLUMNS` order (one driver-level
     executemany: compiling a Core insert per batch cost a third of an append)."""
     if not rows:
         return
     mark = _mark(conn)
     conn.exec_driver_sql(
-        f"INSERT INTO audit_log ({', '.join(ENTRY_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(ENTRY_COLUMNS))})",
+        f"INSERT INTO audit_log ({', '.join(INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(INSERT_COLUMNS))})",
         list(rows),
     )
 
@@ -229,16 +240,26 @@ def iter_entries(engine: Engine, from_seq: int = 1, page: int = 20_000) -> Itera
 
 
 def latest(
-    engine: Engine, patient: str | None, since: str | None, count: int
+    engine: Engine,
+    patient: str | None,
+    since: str | None,
+    count: int,
+    *,
+    requestor: str | None = None,
+    until: str | None = None,
 ) -> list[tuple[int, bytes]]:
-    """(seq, encrypted body) of the newest ``count`` entries (of one patient, recorded at or
-    after ``since`` when given), newest first."""
+    """(seq, encrypted body) of the newest ``count`` entries (of one patient, of one requestor
+    IDNPS, recorded at or after ``since``, at or before ``until``, when given), newest first."""
     t = audit_log.c
     query = select(t.seq, t.body)
     if patient is not None:
         query = query.where(t.patient == patient)
+    if requestor is not None:
+        query = query.where(t.requestor_idnps == requestor)
     if since is not None:
         query = query.where(t.at >= since)
+    if until is not None:
+        query = query.where(t.at <= until)
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.seq.desc()).limit(count)).all()
     return [(int(r.seq), bytes(r.body)) for r in rows]
