@@ -256,3 +256,31 @@ def test_document_classes_are_named_from_the_terminology(world: World) -> None:
     options = lxml_html.fromstring(home.text).xpath("//select[@id='categorie']/option")
     labels = [o.text_content() for o in options[1:]]
     assert labels and not any(label.isdigit() for label in labels), labels
+
+
+def test_the_patient_opposes_and_blocks_then_undoes_it(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        await _signed_in_patient(world, c)
+        page = await c.get("/portal/patient/choix")
+        assert page.status_code == 200, page.text[-3000:]
+        assert "Mes oppositions" in page.text, page.text
+        assert "Mon dossier médical partagé" in page.text
+        opposed = await submit(
+            c, page, "/choix/opposition", {"kind": "emergency"}, button=("opposed", "oui")
+        )
+        assert "Votre opposition est enregistrée." in opposed.text, opposed.text[-3000:]
+        assert "Opposition en cours" in opposed.text
+        lifted = await submit(
+            c, opposed, "/choix/opposition", {"kind": "emergency"}, button=("opposed", "non")
+        )
+        assert "Votre opposition est levée." in lifted.text
+        bad = await submit(c, lifted, "/choix/bloquer", {"identifiant": "12"})
+        assert bad.status_code == 400
+        blocked = await submit(c, lifted, "/choix/bloquer", {"identifiant": "10014606213"})
+        assert "ne peut plus accéder à votre dossier" in blocked.text, blocked.text[-3000:]
+        assert "Débloquer" in blocked.text
+        unblocked = await submit(c, blocked, "/choix/debloquer")
+        assert "de nouveau accéder" in unblocked.text
+        assert "Vous n'avez bloqué aucun professionnel." in unblocked.text
+
+    world.run(scenario)

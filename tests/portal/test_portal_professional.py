@@ -77,6 +77,9 @@ def test_a_doctor_finds_a_patient_by_ins_and_breaks_the_glass(server: Server) ->
             assert links
             page = await c.get(links[0])
             assert page.status_code == 200, page.text[:2000]
+            log = await c.get("/portal/pro/journal")
+            assert log.status_code == 200, log.text[-2000:]
+            assert "Bris de glace" in log.text
 
     anyio.run(scenario)
     mine = server.mint("patient/*.rs", patient=pid)

@@ -76,12 +76,13 @@ async def name_codes(ctx: Ctx, resources: list[dict[str, Any]]) -> None:
                     continue
                 key = (str(coding["system"]), str(coding["code"]))
                 if key not in cache:
-                    cache[key] = await _lookup(ctx, *key)
+                    cache[key] = await lookup(ctx, *key)
                 if cache[key]:
                     coding["display"] = cache[key]
 
 
-async def _lookup(ctx: Ctx, system: str, code: str) -> str:
+async def lookup(ctx: Ctx, system: str, code: str) -> str:
+    """The display of a code (``CodeSystem/$lookup``), empty if the terminology lacks it."""
     from maison.portal.fhir_client import ApiError
 
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -26,6 +27,7 @@ async def document_list(ctx: Ctx) -> Response:
     rows, total = await documents.search(ctx, _patient(ctx), filters)
     everything, _ = (rows, total) if not filters else await documents.search(ctx, _patient(ctx), {})
     categories = sorted({(r.category_code, r.category) for r in everything if r.category_code})
+    news = 0 if ctx.request.headers.get("hx-request") else await new_accesses(ctx)
     template = (
         "patient/_liste.html"
         if ctx.request.headers.get("hx-request")
@@ -39,6 +41,7 @@ async def document_list(ctx: Ctx) -> Response:
         filters=filters,
         categories=categories,
         labels=documents.LABELS,
+        news=news,
     )
 
 
@@ -91,53 +94,115 @@ async def visibility(ctx: Ctx) -> Response:
     raise Redirect(f"{PREFIX}/patient/documents/{doc_id}")
 
 
-def _agent(event: dict[str, Any]) -> dict[str, str]:
-    who = {"name": "", "role": "", "structure": ""}
-    for agent in event.get("agent") or []:
-        if not agent.get("requestor"):
-            continue
-        who["name"] = str((agent.get("who") or {}).get("display") or "")
-        roles = agent.get("role") or []
-        if roles:
-            who["role"] = str(
-                ((roles[0].get("coding") or [{}])[0]).get("display") or roles[0].get("text") or ""
-            )
-        org = (agent.get("who") or {}).get("identifier") or {}
-        who["structure"] = str(org.get("value") or "")
-    return who
+def _codes(concepts: Any) -> list[dict[str, Any]]:
+    return [c for concept in concepts or [] for c in concept.get("coding") or []]
 
 
 def access_row(event: dict[str, Any]) -> dict[str, Any]:
-    """One access of the trail as the patient reads it (who, when, what, bris de glace):
-    https://profiles.ihe.net/ITI/BALP/."""
-    purposes = [
-        str(c.get("code")) for p in event.get("purposeOfEvent") or [] for c in p.get("coding") or []
-    ]
-    subtype = ", ".join(str(c.get("display") or c.get("code")) for c in event.get("subtype") or [])
-    what = [
-        str((e.get("what") or {}).get("reference") or "")
-        for e in event.get("entity") or []
-        if (e.get("what") or {}).get("reference", "").startswith(("DocumentReference", "Binary"))
-    ]
-    return {
-        "when": str(event.get("recorded") or ""),
-        "action": subtype or str((event.get("type") or {}).get("display") or ""),
-        "outcome": "refusé" if event.get("outcome") not in (None, "0") else "autorisé",
-        "emergency": "BTG" in purposes,
-        "what": what,
-        **_agent(event),
-    }
+    """One access of the trail as the patient reads it (who, profession, structure, when,
+    what, bris de glace): https://profiles.ihe.net/ITI/BALP/."""
+    row: dict[str, Any] = {"name": "", "role": "", "structure": "", "patient": False}
+    emergency = any(c.get("code") == "BTG" for c in _codes(event.get("purposeOfEvent")))
+    for agent in event.get("agent") or []:
+        who = agent.get("who") or {}
+        types = [c.get("code") for c in (agent.get("type") or {}).get("coding") or []]
+        if agent.get("requestor"):
+            roles = _codes(agent.get("role"))
+            row["patient"] = any(c.get("code") == "PAT" for c in roles)
+            row["name"] = str(who.get("display") or agent.get("name") or "")
+            if not row["name"]:
+                row["name"] = (
+                    "Vous"
+                    if row["patient"]
+                    else str((who.get("identifier") or {}).get("value") or "")
+                )
+            if roles and not row["patient"]:
+                row["role"] = str(roles[0].get("display") or roles[0].get("code") or "")
+                row["role_coding"] = roles[0]
+            emergency = emergency or any(
+                c.get("code") == "BTG" for c in _codes(agent.get("purposeOfUse"))
+            )
+        elif "PROV" in types:
+            row["structure"] = str((who.get("identifier") or {}).get("value") or "")
+    subtype = ", ".join(
+        str(c.get("display") or c.get("code"))
+        for c in event.get("subtype") or []
+        if "restful-interaction" in str(c.get("system")) or "$" in str(c.get("code"))
+    )
+    row.update(
+        {
+            "when": str(event.get("recorded") or ""),
+            "action": ACTION_WORDS.get(subtype, subtype)
+            or str((event.get("type") or {}).get("display") or ""),
+            "outcome": "refusé" if event.get("outcome") not in (None, "0") else "autorisé",
+            "emergency": emergency,
+        }
+    )
+    return row
 
 
-async def history(ctx: Ctx) -> Response:
-    """Who accessed my record: the AuditEvents the API lets me read."""
-    bundle = await ctx.json("/AuditEvent", [("_count", "100")])  # newest first
-    events = [
+#: The interactions in words.
+ACTION_WORDS = {
+    "read": "Consultation",
+    "vread": "Consultation",
+    "search-type": "Recherche",
+    "search": "Recherche",
+    "create": "Ajout",
+    "update": "Modification",
+    "patch": "Modification",
+    "delete": "Suppression",
+    "history-instance": "Historique",
+    "operation": "Opération",
+}
+
+
+async def name_roles(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    """Professions as words (TRE_G15 through ``CodeSystem/$lookup``)."""
+    for row in rows:
+        coding = row.pop("role_coding", None)
+        if coding and coding.get("system") and not coding.get("display"):
+            key = (str(coding["system"]), str(coding.get("code")))
+            if key not in ctx.web.displays:
+                ctx.web.displays[key] = await documents.lookup(ctx, *key)
+            row["role"] = ctx.web.displays[key] or row["role"]
+
+
+async def trail(ctx: Ctx, since: str | None = None) -> list[dict[str, Any]]:
+    """The record's accesses the API lets the patient read, newest first."""
+    params = [("_count", "100")]
+    if since:
+        params.append(("date", f"gt{since}"))
+    bundle = await ctx.json("/AuditEvent", params)
+    rows = [
         access_row(e["resource"])
         for e in bundle.get("entry") or []
         if (e.get("resource") or {}).get("resourceType") == "AuditEvent"
     ]
+    await name_roles(ctx, rows)
+    return rows
+
+
+def _seen_key(pid: str) -> str:
+    return f"portal-seen:{pid}"[:64]
+
+
+async def history(ctx: Ctx) -> Response:
+    """Who accessed my record: the AuditEvents the API lets me read; the visit is remembered
+    so the next sign-in tells what is new."""
+    pid = _patient(ctx)
+    events = await trail(ctx)
+    if events:
+        records = ctx.web.sessions.store
+        await run_in_threadpool(records.set_meta, _seen_key(pid), events[0]["when"])
     return ctx.render("patient/historique.html", title="Historique des accès", events=events)
+
+
+async def new_accesses(ctx: Ctx) -> int:
+    """How many accesses by others since the patient last read his history."""
+    pid = _patient(ctx)
+    seen = await run_in_threadpool(ctx.web.sessions.store.get_meta, _seen_key(pid))
+    events = await trail(ctx, seen)
+    return sum(1 for e in events if not e["patient"])
 
 
 def routes(web: Web) -> list[Route]:

@@ -6,6 +6,8 @@ https://esante.gouv.fr/produits-services/dmp (TD0.2 access check), https://profi
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Any
 
 from starlette.responses import Response
@@ -15,6 +17,7 @@ from maison.portal import documents
 from maison.portal.content import content_response, document_view
 from maison.portal.fhir_client import ApiError
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
+from maison.services.dmp.metadata import nos_url
 from maison.services.smart.patients import normalize_ins
 
 #: The INS systems a matricule may belong to: NIR, NIA, then the test and demo OIDs of the
@@ -175,6 +178,147 @@ async def emergency(ctx: Ctx) -> Response:
     raise Redirect(f"{PREFIX}/pro/dossier")
 
 
+#: The largest PDF a professional adds from the portal.
+MAX_PDF = 20 * 1024 * 1024
+#: HL7 v3 confidentiality codes a DMP document may carry (JDV_J08), with their French words.
+CONFIDENTIALITY = {"N": "Normale", "R": "Restreinte", "V": "Très restreinte"}
+
+
+async def document_types(ctx: Ctx) -> list[tuple[str, str, str]]:
+    """The DMP document types (JDV_J66) as ``(system, code, display)``, from the platform's
+    terminology (``ValueSet/$expand``: https://hl7.org/fhir/R4/valueset-operation-expand.html)."""
+    url = nos_url("JDV_J66-TypeCode-DMP")
+    try:
+        body = await ctx.json("/ValueSet/$expand", [("url", url), ("count", "1000")])
+    except ApiError:
+        return []
+    found = [
+        (str(c.get("system")), str(c.get("code")), str(c.get("display") or c.get("code")))
+        for c in (body.get("expansion") or {}).get("contains") or []
+        if c.get("code")
+    ]
+    return sorted(found, key=lambda t: t[2].lower())
+
+
+async def class_of(ctx: Ctx, system: str, code: str) -> tuple[str, str, str] | None:
+    """The class ASS_X16 gives a type (``ConceptMap/$translate``: https://hl7.org/fhir/R4/conceptmap-operation-translate.html)."""
+    url = nos_url("ASS_X16-CorrespondanceType-Classe-DMP")
+    try:
+        body = await ctx.json(
+            "/ConceptMap/$translate", [("url", url), ("system", system), ("code", code)]
+        )
+    except ApiError:
+        return None
+    for p in body.get("parameter") or []:
+        if p.get("name") != "match":
+            continue
+        for part in p.get("part") or []:
+            concept = part.get("valueCoding") or {}
+            if part.get("name") == "concept" and concept.get("code"):
+                return (
+                    str(concept.get("system")),
+                    str(concept["code"]),
+                    str(concept.get("display") or concept["code"]),
+                )
+    return None
+
+
+async def add_page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
+    """The form that adds a PDF to the patient's DMP as a CDA level 1."""
+    current = _current(ctx)
+    types = await document_types(ctx)
+    return ctx.render(
+        "pro/ajout.html",
+        status,
+        title="Ajouter un document",
+        ins=current["ins"],
+        types=types,
+        confidentiality=CONFIDENTIALITY,
+        error=error,
+    )
+
+
+async def add(ctx: Ctx) -> Response:
+    """Check the form on the server, build the CDA N1 and its metadata, feed it (ITI-65)."""
+    from maison.portal.upload import submission
+
+    current = _current(ctx)
+    form = await ctx.request.form()
+    upload = form.get("fichier")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return await add_page(ctx, "Choisissez le fichier PDF à ajouter.", 400)
+    data = await upload.read(MAX_PDF + 1)
+    if len(data) > MAX_PDF:
+        return await add_page(ctx, "Le fichier est trop volumineux (20 Mo au plus).", 413)
+    if not data.startswith(b"%PDF-"):
+        return await add_page(ctx, "Le fichier n'est pas un PDF.", 415)
+    title = str(form.get("titre", "")).strip()
+    if not 3 <= len(title) <= 200:
+        return await add_page(ctx, "Donnez un titre au document (3 à 200 caractères).", 400)
+    day = str(form.get("date", "")).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) or day > date.today().isoformat():
+        return await add_page(
+            ctx, "Indiquez la date de l'acte (AAAA-MM-JJ, pas dans le futur).", 400
+        )
+    confidentiality = str(form.get("confidentialite", "N"))
+    if confidentiality not in CONFIDENTIALITY:
+        return await add_page(ctx, "Niveau de confidentialité inconnu.", 400)
+    chosen = str(form.get("type", ""))
+    types = {
+        f"{system}|{code}": (system, code, display)
+        for system, code, display in await document_types(ctx)
+    }
+    if chosen not in types:
+        return await add_page(ctx, "Choisissez le type du document dans la liste.", 400)
+    system, code, display = types[chosen]
+    klass = await class_of(ctx, system, code)
+    if klass is None:
+        return await add_page(ctx, "La classe de ce type de document est inconnue (ASS_X16).", 422)
+    patient = await ctx.json(f"/Patient/{current['patient']}")
+    assert ctx.session is not None
+    user = ctx.session.get("user") or {}
+    author = None
+    reference = user.get("fhirUser")
+    if isinstance(reference, str) and reference.startswith("Practitioner/"):
+        try:
+            author = await ctx.json(f"/{reference}")
+        except ApiError:
+            author = None
+    try:
+        bundle = submission(
+            patient,
+            user.get("professional") or {},
+            author,
+            data,
+            type_code=code,
+            type_display=display,
+            class_code=klass[1],
+            class_display=klass[2],
+            title=title,
+            service_date=day,
+            confidentiality=confidentiality,
+        )
+    except ValueError as error:
+        return await add_page(ctx, str(error), 400)
+    await ctx.api("POST", "/", json=bundle)
+    ctx.session.set("notice", f"Le document « {title} » est ajouté au DMP du patient.")
+    raise Redirect(f"{PREFIX}/pro/dossier")
+
+
+async def my_log(ctx: Ctx) -> Response:
+    """My own accesses, as the trail records them (the API gives a professional his own only)."""
+    from maison.portal.patient import access_row, name_roles
+
+    bundle = await ctx.json("/AuditEvent", [("_count", "100")])
+    events = [
+        access_row(e["resource"])
+        for e in bundle.get("entry") or []
+        if (e.get("resource") or {}).get("resourceType") == "AuditEvent"
+    ]
+    await name_roles(ctx, events)
+    return ctx.render("pro/journal.html", title="Mes accès", events=events)
+
+
 def routes(web: Web) -> list[Route]:
     """The professional space's pages."""
     page = web.page
@@ -189,5 +333,8 @@ def routes(web: Web) -> list[Route]:
             methods=["GET"],
         ),
         Route("/pro/dossier/consentement", page(consent, space="pro"), methods=["POST"]),
+        Route("/pro/dossier/ajouter", page(add_page, space="pro"), methods=["GET"]),
+        Route("/pro/dossier/ajouter", page(add, space="pro"), methods=["POST"]),
         Route("/pro/dossier/bris-de-glace", page(emergency, space="pro"), methods=["POST"]),
+        Route("/pro/journal", page(my_log, space="pro"), methods=["GET"]),
     ]

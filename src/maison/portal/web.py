@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -26,6 +27,8 @@ log = logging.getLogger("maison.portal")
 
 TEMPLATES = Path(__file__).parent / "templates"
 PREFIX = "/portal"
+#: Largest form the portal reads (a document added by a professional, with its fields).
+MAX_FORM_BYTES = 20 * 1024 * 1024 + 64 * 1024
 
 #: What each kind of page may load: our own files only, no inline script, no framing by others.
 CSP = (
@@ -254,7 +257,13 @@ class Web:
         return endpoint
 
     async def _check_csrf(self, ctx: Ctx) -> None:
-        form = await ctx.request.form()
+        length = ctx.request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FORM_BYTES:
+            raise FormError("Le fichier est trop volumineux (20 Mo au plus).", 413)
+        try:
+            form = await ctx.request.form(max_files=1, max_fields=50)
+        except HTTPException as error:
+            raise FormError(f"Le formulaire n'a pas pu être lu ({error.detail}).", 400) from None
         given = ctx.request.headers.get("x-csrf-token") or form.get("csrf")
         if ctx.session is None or not ctx.session.csrf_ok(
             given if isinstance(given, str) else None

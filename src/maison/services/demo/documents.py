@@ -325,7 +325,7 @@ def demo_documents(patient: dict[str, Any], reference: str) -> dict[str, Any] | 
     )
     if found is None:
         return None
-    payloads: list[tuple[bytes, str, tuple[str, str], str]] = []
+    payloads: list[tuple[bytes, str, tuple[str, str], str, str]] = []
     for kind, title, start, lines in DEMO_DOCUMENTS:
         xml, master = cda_document(
             patient,
@@ -336,7 +336,7 @@ def demo_documents(patient: dict[str, Any], reference: str) -> dict[str, Any] | 
             lines=lines,
             ins_system=found["system"].removeprefix("urn:oid:"),
         )
-        payloads.append((xml, master, kind, start))
+        payloads.append((xml, master, kind, start, title))
     bundles = [
         provide_bundle(
             reference,
@@ -346,8 +346,9 @@ def demo_documents(patient: dict[str, Any], reference: str) -> dict[str, Any] | 
             type_code=kind[0],
             class_code=kind[1],
             service_start=start,
+            title=title,
         )
-        for xml, master, kind, start in payloads
+        for xml, master, kind, start, title in payloads
     ]
     first = bundles[0]
     for other in bundles[1:]:  # one submission set for the patient's documents
