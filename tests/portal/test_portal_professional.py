@@ -104,3 +104,34 @@ def test_a_professional_without_sign_in_is_sent_to_it(server: Server) -> None:
     response = httpx.get(f"{server.base_url}/portal/pro/", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/portal/connexion/professionnel"
+
+
+def test_a_doctor_finds_a_patient_by_his_traits_through_insi(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.mint('system/*.*')}"}
+    pid, ins = _patient_with_documents(server)
+    patient = httpx.get(f"{server.base_url}/Patient/{pid}", headers=headers).json()
+    official = next(n for n in patient["name"] if n.get("use") == "official")
+    traits = {
+        "nom": official["family"],
+        "prenom": official["given"][0],
+        "sexe": {"male": "M", "female": "F"}[patient["gender"]],
+        "naissance": patient["birthDate"],
+    }
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+            home = await pro_sign_in(c, DOCTOR)
+            bad = await submit(c, home, "/pro/recherche-traits", {**traits, "sexe": "X"})
+            assert bad.status_code == 400 and "Indiquez le sexe" in bad.text
+            none = await submit(
+                c, home, "/pro/recherche-traits", {**traits, "naissance": "1901-01-01"}
+            )
+            assert none.status_code == 404, none.text[-2000:]
+            assert "aucune identité" in none.text
+            found = await submit(c, home, "/pro/recherche-traits", traits)
+            assert found.status_code == 200, found.text[-3000:]
+            assert str(found.url).endswith("/portal/pro/dossier")
+            assert ins in found.text
+            assert "Identité qualifiée" in found.text
+
+    anyio.run(scenario)

@@ -73,7 +73,7 @@ async def search(ctx: Ctx) -> Response:
             "comprise.",
         )
     try:
-        access = await access_check(ctx, ins)
+        return await _open_record(ctx, ins, None)
     except ApiError as problem:
         if problem.status in (404, 422):
             return ctx.render(
@@ -84,6 +84,86 @@ async def search(ctx: Ctx) -> Response:
                 error="Aucun patient n'a ce matricule INS sur la plateforme.",
             )
         raise
+
+
+_COG = re.compile(r"\d[0-9AB]\d{3}")
+
+
+def _traits(form: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The traits of the form, checked here (not only in the browser), and the ``$ins-search``
+    parameters they make (https://esante.gouv.fr/produits-services/ins)."""
+    values = {
+        k: str(form.get(k, "")).strip() for k in ("nom", "prenom", "sexe", "naissance", "lieu")
+    }
+    if not values["nom"] or len(values["nom"]) > 100:
+        raise FormError("Saisissez le nom de naissance du patient.")
+    if not values["prenom"] or len(values["prenom"]) > 100:
+        raise FormError("Saisissez un prénom du patient (le premier prénom de naissance).")
+    if values["sexe"] not in ("M", "F"):
+        raise FormError("Indiquez le sexe du patient.")
+    day = values["naissance"]
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) or day > date.today().isoformat():
+        raise FormError("Indiquez la date de naissance (AAAA-MM-JJ, pas dans le futur).")
+    if values["lieu"] and not _COG.fullmatch(values["lieu"]):
+        raise FormError("Le lieu de naissance est un code INSEE (COG) de 5 caractères.")
+    params = [
+        ("NomNaissance", values["nom"]),
+        ("Prenom", values["prenom"]),
+        ("Sexe", values["sexe"]),
+        ("DateNaissance", day),
+    ]
+    if values["lieu"]:
+        params.append(("LieuNaissance", values["lieu"]))
+    return values, params
+
+
+async def search_traits(ctx: Ctx) -> Response:
+    """Find a patient by his traits through the INSi-compatible téléservice (``$ins-search``),
+    then open his record by the INS it returns."""
+    form = await ctx.request.form()
+    try:
+        values, params = _traits(form)
+    except FormError as error:
+        return ctx.render(
+            "pro/recherche.html", 400, title="Rechercher un patient", ins="", error=None,
+            traits=dict(form), traits_error=error.message,
+        )  # fmt: skip
+    body = await ctx.json("/Patient/$ins-search", params)
+    answer = _values(body)
+    code = str(answer.get("CodeCR", ""))
+    if code != "00":
+        message = {
+            "01": "Le téléservice INSi ne connaît aucune identité avec ces traits.",
+            "02": "Plusieurs identités correspondent : ajoutez un autre prénom ou le lieu de "
+            "naissance.",
+        }.get(code, f"Le téléservice INSi a répondu : {answer.get('LibelleCR', code)}.")
+        return ctx.render(
+            "pro/recherche.html", 404 if code == "01" else 409, title="Rechercher un patient",
+            ins="", error=None, traits=values, traits_error=message,
+        )  # fmt: skip
+    patient = next(
+        (
+            p.get("resource") or {}
+            for p in body.get("parameter") or []
+            if p.get("name") == "patient"
+        ),
+        {},
+    )
+    ins = next(
+        (
+            (str(i["system"]), str(i["value"]))
+            for i in patient.get("identifier") or []
+            if str(i.get("system", "")) in INS_SYSTEMS
+        ),
+        None,
+    )
+    if ins is None:
+        raise FormError("Le téléservice INSi n'a pas renvoyé de matricule INS.", 502)
+    return await _open_record(ctx, ins[1], ins[0])
+
+
+async def _open_record(ctx: Ctx, ins: str, system: str | None) -> Response:
+    access = await access_check(ctx, ins, system)
     patient = str((access.get("patient") or {}).get("reference") or "")
     assert ctx.session is not None
     ctx.session.set(
@@ -91,6 +171,26 @@ async def search(ctx: Ctx) -> Response:
         {"ins": ins, "system": access["system"], "patient": patient.removeprefix("Patient/")},
     )
     raise Redirect(f"{PREFIX}/pro/dossier")
+
+
+async def identity(ctx: Ctx, patient_id: str) -> dict[str, Any]:
+    """The patient's identity as the platform holds it: traits and RNIV status
+    (https://hl7.fr/ig/fhir/core/StructureDefinition-fr-core-identity-reliability.html)."""
+    from maison.portal.signin import human_name
+    from maison.services.ins.reliability import STATUS_DISPLAY, read_reliability
+
+    try:
+        patient = await ctx.json(f"/Patient/{patient_id}")
+    except ApiError:
+        return {}
+    status = read_reliability(patient).status
+    return {
+        "name": human_name(patient),
+        "birth_date": patient.get("birthDate"),
+        "sex": {"male": "masculin", "female": "féminin"}.get(str(patient.get("gender")), ""),
+        "status": status,
+        "status_label": STATUS_DISPLAY.get(status or "", "Statut d'identité inconnu"),
+    }
 
 
 def _current(ctx: Ctx) -> dict[str, str]:
@@ -109,6 +209,7 @@ async def record_page(ctx: Ctx) -> Response:
     """The patient's DMP as I may see it: the access check, then the documents."""
     current = _current(ctx)
     access = await access_check(ctx, current["ins"], current["system"] or None)
+    who = await identity(ctx, current["patient"])
     rows: list[documents.DocumentRow] = []
     total = 0
     filters = documents.filters_of(ctx)
@@ -120,6 +221,7 @@ async def record_page(ctx: Ctx) -> Response:
         title="Dossier du patient",
         access=access,
         ins=current["ins"],
+        identity=who,
         rows=rows,
         total=total,
         filters=filters,
@@ -325,6 +427,7 @@ def routes(web: Web) -> list[Route]:
     return [
         Route("/pro/", page(search_page, space="pro"), methods=["GET"]),
         Route("/pro/recherche", page(search, space="pro"), methods=["POST"]),
+        Route("/pro/recherche-traits", page(search_traits, space="pro"), methods=["POST"]),
         Route("/pro/dossier", page(record_page, space="pro"), methods=["GET"]),
         Route("/pro/dossier/documents/{doc}", page(document_page, space="pro"), methods=["GET"]),
         Route(
