@@ -135,3 +135,46 @@ def test_a_doctor_finds_a_patient_by_his_traits_through_insi(server: Server) -> 
             assert "Identité qualifiée" in found.text
 
     anyio.run(scenario)
+
+
+def test_an_upload_that_is_not_a_pdf_is_refused(server: Server) -> None:
+    pid, ins = _patient_with_documents(server)
+    headers = {"Authorization": f"Bearer {server.mint('system/*.*')}"}
+    doctor = httpx.get(
+        f"{server.base_url}/Practitioner", params={"identifier": DOCTOR}, headers=headers
+    ).json()["entry"][0]["resource"]["id"]
+    designated = httpx.post(
+        f"{server.base_url}/Patient/{pid}/$dmp-medecin-traitant",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "practitioner", "valueReference": {"reference": f"Practitioner/{doctor}"}}
+            ],
+        },
+        headers=headers,
+    )
+    assert designated.status_code == 200, designated.text
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+            home = await pro_sign_in(c, DOCTOR)
+            await submit(c, home, "/pro/recherche", {"ins": ins})
+            form = await c.get("/portal/pro/dossier/ajouter")
+            assert form.status_code == 200
+            csrf = lxml_html.fromstring(form.text).xpath("//input[@name='csrf']/@value")[0]
+            fields = {"csrf": csrf, "titre": "Pas un PDF", "date": "2026-01-02", "type": "x|y"}
+            sent = await c.post(
+                "/portal/pro/dossier/ajouter",
+                data=fields,
+                files={"fichier": ("note.pdf", b"<html>not a pdf</html>", "application/pdf")},
+            )
+            assert sent.status_code == 415, sent.text[-2000:]
+            assert "est pas un PDF" in sent.text
+            forged = await c.post(
+                "/portal/pro/dossier/ajouter",
+                data={**fields, "csrf": "forged"},
+                files={"fichier": ("a.pdf", b"%PDF-1.4 x", "application/pdf")},
+            )
+            assert forged.status_code == 403
+
+    anyio.run(scenario)
