@@ -284,3 +284,29 @@ def test_the_patient_opposes_and_blocks_then_undoes_it(world: World) -> None:
         assert "Vous n'avez bloqué aucun professionnel." in unblocked.text
 
     world.run(scenario)
+
+
+def test_the_trail_records_the_browsers_address_not_the_portals(world: World) -> None:
+    async def scenario(c: httpx.AsyncClient) -> None:
+        await _signed_in_patient(world, c)
+
+    async def go() -> None:
+        transport = httpx.ASGITransport(app=world.site, client=("203.0.113.7", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            await scenario(c)
+
+    anyio.run(go)
+    dpo = world.token(["system/AuditEvent.rs"])
+    trail = world.run(
+        lambda c: c.get(
+            "/AuditEvent",
+            params={"patient": f"Patient/{world.patient}", "_count": "20"},
+            headers={"Authorization": f"Bearer {dpo}"},
+        )
+    ).json()
+    addresses = {
+        a.get("network", {}).get("address")
+        for e in trail.get("entry", [])
+        for a in e["resource"].get("agent") or []
+    }
+    assert "203.0.113.7" in addresses

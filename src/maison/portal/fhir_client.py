@@ -77,6 +77,7 @@ class FhirClient:
 
     def __init__(self, app: ASGIApp, base_url: str, client_id: str, client_secret: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self.app = app
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 0)),
             base_url=self.base_url,
@@ -108,19 +109,22 @@ class FhirClient:
         json: Any = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        address: str | None = None,
     ) -> httpx.Response:
-        """One API call with the user's bearer token: https://hl7.org/fhir/R4/http.html."""
+        """One API call with the user's bearer token, from the user's network address (so the
+        trail records where the access came from): https://hl7.org/fhir/R4/http.html."""
         sent = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         if json is not None:
             sent["Content-Type"] = "application/fhir+json"
         sent.update(headers or {})
-        return await self.http.request(
-            method,
-            path,
-            params=params,
-            content=orjson.dumps(json) if json is not None else content,
-            headers=sent,
-        )
+        body = orjson.dumps(json) if json is not None else content
+        if not address:
+            return await self.http.request(method, path, params=params, content=body, headers=sent)
+        transport = httpx.ASGITransport(app=self.app, client=(address, 0))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=self.base_url, timeout=60.0
+        ) as http:
+            return await http.request(method, path, params=params, content=body, headers=sent)
 
     async def close(self) -> None:
         """Release the in-process transport."""

@@ -146,6 +146,7 @@ class Ctx:
             json=json,
             content=content,
             headers=headers,
+            address=self.request.client.host if self.request.client else None,
         )
         if response.status_code == 401:
             raise SignedOut()
