@@ -80,6 +80,7 @@ def _professional_signs_in(page: Page, server: Server, rpps: str) -> None:
     page.locator("input[name=identifier]").fill(rpps)
     page.locator("input[name=password]").fill("maison-test")
     page.get_by_role("button", name="Se connecter", exact=True).click()
+    page.wait_for_url(lambda url: "/psc/auth" not in url)  # back from Pro Santé Connect
     activities = page.locator("form button[name=activity]")
     if "/portal/" not in page.url and activities.count():
         # the demo doctor's liberal activity (his cabinet: a SIRET and a secteur), as the

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from maison.api.oauth_http import NO_STORE, oauth_error, oauth_json
+from maison.api.pages import CSP, alert, buttons, input_group, page
 from maison.api.services import Services
 from maison.security.professional import ProfessionalContextError
 from maison.services.psc.annuaire_lookup import userinfo_for_professional
@@ -35,7 +36,7 @@ PREFIX = "/psc"
 _PAGE_HEADERS = {
     **NO_STORE,
     "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "content-security-policy": CSP,
     "referrer-policy": "no-referrer",
 }
 
@@ -55,24 +56,22 @@ def make_provider(services: Services) -> PscProvider:
     )
 
 
+TITLE = "Connexion Pro Santé Connect — environnement de test"
+
+
 def _page(body: str, status: int = 200) -> HTMLResponse:
-    doc = (
-        "<!doctype html><html lang=fr><head><meta charset=utf-8>"
-        "<title>Connexion Pro Santé Connect — environnement de test</title>"
-        "<style>body{font-family:sans-serif;max-width:34em;margin:2em auto}"
-        ".err{color:#a00}label{display:block;margin:.6em 0}</style></head><body>"
-        "<h1>Connexion Pro Santé Connect — environnement de test</h1>"
-        f"{body}</body></html>"
+    return page(
+        TITLE,
+        body,
+        status,
+        _PAGE_HEADERS,
+        head_title=TITLE,
+        tagline="Pro Santé Connect — fournisseur d'identité de test",
     )
-    return HTMLResponse(doc, status_code=status, headers=_PAGE_HEADERS)
 
 
 def _error_page(error: AuthorizeError) -> HTMLResponse:
-    return _page(
-        f"<p class=err>Demande refusée ({html.escape(error.error)}) : "
-        f"{html.escape(error.description)}.</p>",
-        400,
-    )
+    return _page(alert(f"Demande refusée ({error.error}) : {error.description}."), 400)
 
 
 def _sign_in_form(request: AuthorizeRequest, message: str = "", identifier: str = "") -> str:
@@ -80,17 +79,32 @@ def _sign_in_form(request: AuthorizeRequest, message: str = "", identifier: str 
         f'<input type=hidden name="{html.escape(k)}" value="{html.escape(v)}">'
         for k, v in request.hidden_fields().items()
     )
-    notice = f"<p class=err>{html.escape(message)}</p>" if message else ""
+    notice = alert(message) if message else ""
     return (
         f"<p>Application : <b>{html.escape(request.client_id)}</b>. Environnement de test : "
         "tout professionnel de l'Annuaire Santé importé peut se connecter.</p>"
         f'{notice}<form method=post action="{PREFIX}/auth">{hidden}'
-        "<label>Identifiant (RPPS, ADELI ou IDNPS) "
-        f'<input name=identifier required autocomplete=username value="{html.escape(identifier)}">'
-        "</label><label>Mot de passe de test "
-        "<input name=password type=password autocomplete=current-password></label>"
-        "<button name=action value=password>Se connecter</button> "
-        "<button name=action value=ecps>Approbation e-CPS simulée</button></form>"
+        + input_group(
+            "Identifiant (RPPS, ADELI ou IDNPS)",
+            "identifier",
+            f'name=identifier required autocomplete=username value="{html.escape(identifier)}"',
+            "Par exemple un numéro RPPS, à 11 chiffres",
+        )
+        + input_group(
+            "Mot de passe de test",
+            "password",
+            "name=password type=password autocomplete=current-password",
+            "Inutile pour l'approbation e-CPS simulée",
+        )
+        + buttons(
+            (
+                '<button class="fr-btn" name=action value=password>Se connecter</button>',
+                '<button class="fr-btn fr-btn--secondary" name=action value=ecps>'
+                "Approbation e-CPS simulée</button>",
+            ),
+            inline=True,
+        )
+        + "</form>"
     )
 
 
@@ -189,9 +203,7 @@ def psc_routes(services: Services) -> list[Route]:
             target = await run_in_threadpool(provider.logout, params)
         except OAuthError as error:
             log.info("PSC logout refused: %s", error.description)
-            return _page(
-                f"<p class=err>Déconnexion refusée : {html.escape(error.description)}.</p>", 400
-            )
+            return _page(alert(f"Déconnexion refusée : {error.description}."), 400)
         if target:
             return RedirectResponse(target, 302, headers=NO_STORE)
         return _page("<p>Vous êtes déconnecté de Pro Santé Connect (environnement de test).</p>")

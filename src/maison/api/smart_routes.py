@@ -39,6 +39,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from maison.api.oauth_http import NO_STORE, oauth_error, oauth_json
+from maison.api.pages import CSP, alert, buttons, input_group, page
 from maison.api.services import Services
 from maison.fhir.errors import Category, FhirError
 from maison.security.oidc_rp import RelyingParty
@@ -67,7 +68,7 @@ COOKIE = "maison_smart_browser"
 _PAGE_HEADERS = {
     **NO_STORE,
     "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "content-security-policy": CSP,
     "referrer-policy": "no-referrer",
 }
 
@@ -164,40 +165,52 @@ def make_smart(services: Services) -> SmartServer | None:
 
 # --- pages -------------------------------------------------------------------------------------
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (
-        "<!doctype html><html lang=fr><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)} — maison</title>"
-        "<style>body{font-family:sans-serif;max-width:34em;margin:2em auto}"
-        ".err{color:#a00}label{display:block;margin:.6em 0}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return HTMLResponse(doc, status_code=status, headers=_PAGE_HEADERS)
+    return page(title, body, status, _PAGE_HEADERS)
 
 
-def _form(action: str, flow: str, inner: str) -> str:
+def _form(action: str, flow: str, inner: str, css: str = "") -> str:
+    klass = f' class="{css}"' if css else ""
     return (
-        f'<form method=post action="{PREFIX}/authorize/{action}">'
+        f'<form method=post action="{PREFIX}/authorize/{action}"{klass}>'
         f'<input type=hidden name=flow value="{html.escape(flow)}">{inner}</form>'
     )
 
 
 def _notice(step: Step) -> str:
-    return f"<p class=err>{html.escape(step.message)}</p>" if step.message else ""
+    return alert(step.message) if step.message else ""
 
 
 def _cancel(step: Step) -> str:
-    return _form("cancel", step.flow, "<button>Annuler et revenir à l'application</button>")
+    return _form(
+        "cancel",
+        step.flow,
+        '<button class="fr-btn fr-btn--secondary">Annuler et revenir à l\'application</button>',
+        "fr-mt-4w",
+    )
 
 
 def _patient_form(step: Step) -> str:
     return _form(
         "patient",
         step.flow,
-        "<label>Matricule INS <input name=ins required autocomplete=username></label>"
-        "<label>Mot de passe <input name=password type=password required "
-        "autocomplete=current-password></label>"
-        "<label>Code à usage unique <input name=totp inputmode=numeric "
-        "autocomplete=one-time-code></label><button>Se connecter</button>",
+        input_group(
+            "Matricule INS",
+            "ins",
+            "name=ins required autocomplete=username",
+            "15 caractères, clé comprise",
+        )
+        + input_group(
+            "Mot de passe",
+            "password",
+            "name=password type=password required autocomplete=current-password",
+        )
+        + input_group(
+            "Code à usage unique",
+            "totp",
+            "name=totp inputmode=numeric autocomplete=one-time-code",
+            "6 chiffres, affichés par votre application d'authentification",
+        )
+        + '<button class="fr-btn">Se connecter</button>',
     )
 
 
@@ -205,20 +218,23 @@ def render(step: Step) -> Response:
     """A step as a French page or a redirect: https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code."""
     if step.location is not None:
         return RedirectResponse(step.location, 302, headers=NO_STORE)
-    app = f"<p>Application : <b>{html.escape(step.client_id)}</b></p>"
+    app = f'<p class="fr-text--lead">Application : <b>{html.escape(step.client_id)}</b></p>'
     if step.page == "choose":
         body = (
-            f"{app}<h2>Professionnel de santé</h2>"
+            f'{app}<h2 class="fr-h4">Professionnel de santé</h2>'
             + _form(
                 "choose",
                 step.flow,
-                "<button name=who value=professional>Se connecter avec Pro Santé Connect</button>",
+                '<button class="fr-btn" name=who value=professional>'
+                "Se connecter avec Pro Santé Connect</button>",
+                "fr-mb-4w",
             )
-            + "<h2>Patient</h2>"
+            + '<h2 class="fr-h4">Patient</h2>'
             + _form(
                 "choose",
                 step.flow,
-                "<button name=who value=patient>Se connecter à mon espace santé</button>",
+                '<button class="fr-btn" name=who value=patient>'
+                "Se connecter à mon espace santé</button>",
             )
             + _cancel(step)
         )
@@ -230,8 +246,9 @@ def render(step: Step) -> Response:
         action, field = (
             ("activity", "activity") if step.page == "activity" else ("represent", "choice")
         )
-        buttons = "".join(
-            f'<p><button name={field} value="{html.escape(v)}">{html.escape(label)}</button></p>'
+        choices = buttons(
+            f'<button class="fr-btn" name={field} value="{html.escape(v)}">'
+            f"{html.escape(label)}</button>"
             for v, label in step.choices
         )
         title = (
@@ -241,13 +258,18 @@ def render(step: Step) -> Response:
         )
         return _page(
             title,
-            f"{app}{_notice(step)}{_form(action, step.flow, buttons)}{_cancel(step)}",
+            f"{app}{_notice(step)}{_form(action, step.flow, choices)}{_cancel(step)}",
             step.status,
         )
     if step.page == "pick_patient":
         inner = (
-            "<label>Matricule INS du patient <input name=ins required></label>"
-            "<button>Choisir ce patient</button>"
+            input_group(
+                "Matricule INS du patient",
+                "ins",
+                "name=ins required",
+                "15 caractères, clé comprise",
+            )
+            + '<button class="fr-btn">Choisir ce patient</button>'
         )
         return _page(
             "Choisissez le patient",
@@ -255,7 +277,7 @@ def render(step: Step) -> Response:
             step.status,
         )
     back = (
-        f'<p><a href="{html.escape(step.back)}">Revenir à l\'application</a></p>'
+        f'<p><a class="fr-link" href="{html.escape(step.back)}">Revenir à l\'application</a></p>'
         if step.back
         else ""
     )
@@ -267,8 +289,7 @@ def _error_page(error: AuthorizeError) -> Response:
         return RedirectResponse(error.redirect, 302, headers=NO_STORE)
     return _page(
         "Demande refusée",
-        f"<p class=err>Demande refusée ({html.escape(error.error)}) : "
-        f"{html.escape(error.description)}.</p>",
+        alert(f"Demande refusée ({error.error}) : {error.description}."),
         400,
     )
 
@@ -300,7 +321,7 @@ def smart_routes(services: Services) -> list[Route]:
             try:
                 step = await run_in_threadpool(run, params, browser)
             except FlowError:
-                return _page("Demande expirée", f"<p class=err>{html.escape(EXPIRED)}</p>", 400)
+                return _page("Demande expirée", alert(EXPIRED), 400)
             except AuthorizeError as error:
                 log.info("SMART authorize refused: %s", error.error)
                 return _error_page(error)
