@@ -17,6 +17,7 @@ from maison.portal import documents
 from maison.portal.content import content_response, document_view
 from maison.portal.fhir_client import ApiError
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
+from maison.portal.words import rule_words
 from maison.services.dmp.metadata import nos_url
 from maison.services.smart.patients import normalize_ins
 
@@ -48,6 +49,7 @@ async def access_check(ctx: Ctx, ins: str, system: str | None = None) -> dict[st
             continue
         values = _values(body)
         values["system"] = candidate
+        values["reason_fr"] = rule_words(str(values.get("rule", ""))) or values.get("reason")
         return values
     assert problem is not None
     raise problem

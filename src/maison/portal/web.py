@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from maison.portal.fhir_client import ApiError, FhirClient, SignedOut, claims_of, fresh
 from maison.portal.sessions import COOKIE, IDLE, Session, SessionStore
+from maison.portal.words import rule_words
 
 log = logging.getLogger("maison.portal")
 
@@ -239,6 +240,7 @@ class Web:
                     problem.status if 400 <= problem.status < 600 else 502,
                     title="Demande refusée" if problem.status < 500 else "Erreur du service",
                     message=status_words(problem.status),
+                    reason=rule_words(problem.codes),
                     detail=problem.message,
                 )
             except Exception:
