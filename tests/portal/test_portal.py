@@ -19,6 +19,7 @@ from maison.api.services import Services
 from maison.api.settings import Settings
 from maison.portal.site import create_site
 from maison.services.ins.accounts import patient_accounts
+from servers import backend_data
 
 BASE = "http://127.0.0.1:8999"
 PASSWORD = "Correct-Horse-Battery-9"
@@ -69,9 +70,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("portal")
-    services = prepare(Settings(data=str(tmp / "data"), public_url=BASE, demo=True))
+    data = backend_data(backend, tmp)
+    services = prepare(Settings(data=data, state=str(tmp), public_url=BASE, demo=True))
     try:
         yield World(services)
     finally:

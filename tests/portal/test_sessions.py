@@ -24,8 +24,8 @@ class Clock:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[tuple[SessionStore, Clock]]:
-    services = build_services(Settings(data=str(tmp_path / "data"), demo=False))
+def sessions(data_url: str, tmp_path: Path) -> Iterator[tuple[SessionStore, Clock]]:
+    services = build_services(Settings(data=data_url, state=str(tmp_path), demo=False))
     services.store.migrate()
     clock = Clock()
     try:
