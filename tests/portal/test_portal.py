@@ -312,3 +312,54 @@ def test_the_trail_records_the_browsers_address_not_the_portals(world: World) ->
         for a in e["resource"].get("agent") or []
     }
     assert "203.0.113.7" in addresses
+
+
+def test_a_long_record_is_listed_by_pages_latest_service_date_first(world: World) -> None:
+    import copy
+    import uuid
+
+    token = world.token(["system/*.*"])
+    one = world.run(
+        lambda c: c.get(
+            "/DocumentReference",
+            params={"patient": f"Patient/{world.patient}", "status": "current", "_count": "1"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    ).json()["entry"][0]["resource"]
+    bodies = []
+    for day in range(1, 56):
+        body = copy.deepcopy(one)
+        body.pop("id", None)
+        body.pop("meta", None)
+        body["masterIdentifier"] = {
+            "system": "urn:ietf:rfc:3986",
+            "value": f"urn:uuid:{uuid.uuid4()}",
+        }
+        body["identifier"] = [
+            {**i, "value": f"urn:uuid:{uuid.uuid4()}"} for i in body.get("identifier") or []
+        ]
+        body["context"] = {
+            **body.get("context", {}),
+            "period": {"start": f"2020-01-{day % 28 + 1:02d}"},
+        }
+        body["content"][0]["attachment"]["title"] = f"Document de série {day:02d}"
+        bodies.append(body)
+
+    def write(tx: Any) -> None:
+        for body in bodies:
+            tx.create("DocumentReference", body)
+
+    world.services.store.write(write)
+
+    async def scenario(c: httpx.AsyncClient) -> tuple[httpx.Response, httpx.Response]:
+        first = await _signed_in_patient(world, c)
+        second = await c.get("/portal/patient/", params={"page": "2"})
+        return first, second
+
+    first, second = world.run(scenario)
+    assert "Page 1 sur 2" in first.text, first.text[-3000:]
+    assert len(_document_links(first.text)) == 50
+    assert "Page 2 sur 2" in second.text
+    assert "Page précédente" in second.text
+    assert len(_document_links(second.text)) >= 11
+    assert "Document de série" in second.text  # the 2020 series comes after the recent ones

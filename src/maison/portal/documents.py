@@ -163,11 +163,21 @@ def filters_of(ctx: Ctx) -> dict[str, str]:
     return out
 
 
+#: Documents per page of a list.
+PAGE_SIZE = 50
+
+
+def page_of(ctx: Ctx) -> int:
+    """The list's page number from the query string (1 when absent or not a number)."""
+    raw = ctx.request.query_params.get("page", "1")
+    return max(1, min(int(raw), 10_000)) if raw.isdigit() else 1
+
+
 async def search(
-    ctx: Ctx, patient: str, filters: dict[str, str], count: int = 200
+    ctx: Ctx, patient: str, filters: dict[str, str], page: int = 1, count: int = PAGE_SIZE
 ) -> tuple[list[DocumentRow], int]:
-    """The patient's current documents the API lets this user see, newest service date first
-    (ITI-67: https://profiles.ihe.net/ITI/MHD/ITI-67.html)."""
+    """One page of the patient's current documents the API lets this user see, latest service
+    date first as the API sorts them (ITI-67: https://profiles.ihe.net/ITI/MHD/ITI-67.html)."""
     params: list[tuple[str, str]] = [
         ("patient", f"Patient/{patient}"),
         ("status", "current"),
@@ -175,6 +185,8 @@ async def search(
         ("_count", str(count)),
         ("_total", "accurate"),
     ]
+    if page > 1:
+        params.append(("_offset", str((page - 1) * count)))
     if filters.get("categorie"):
         params.append(("category", filters["categorie"]))
     if filters.get("du"):
@@ -192,9 +204,41 @@ async def search(
             included[f"{resource['resourceType']}/{resource.get('id')}"] = resource
     await name_codes(ctx, documents)
     rows = [row_of(d, included) for d in documents]
-    rows.sort(key=lambda r: r.service_date, reverse=True)
     total = bundle.get("total")
     return rows, int(total) if isinstance(total, int) else len(rows)
+
+
+async def categories(ctx: Ctx, patient: str) -> list[tuple[str, str]]:
+    """The classes of the patient's current documents this user sees, for the filter (one
+    search of the ``category`` element only, kept in the session)."""
+    assert ctx.session is not None
+    key = f"categories:{patient}"
+    cached = ctx.session.get(key)
+    if isinstance(cached, list):
+        return [(str(a), str(b)) for a, b in cached]
+    bundle = await ctx.json(
+        "/DocumentReference",
+        [
+            ("patient", f"Patient/{patient}"),
+            ("status", "current"),
+            ("_elements", "category"),
+            ("_count", "1000"),
+        ],
+    )
+    found = [
+        e["resource"]
+        for e in bundle.get("entry") or []
+        if (e.get("resource") or {}).get("resourceType") == "DocumentReference"
+    ]
+    await name_codes(ctx, found)
+    classes = set()
+    for resource in found:
+        label, code = _display((resource.get("category") or [{}])[0])
+        if code:
+            classes.add((code, label or code))
+    result = sorted(classes, key=lambda c: c[1].lower())
+    ctx.session.set(key, [list(c) for c in result])
+    return result
 
 
 async def read(ctx: Ctx, doc_id: str) -> dict[str, Any]:

@@ -22,11 +22,11 @@ def _patient(ctx: Ctx) -> str:
 
 
 async def document_list(ctx: Ctx) -> Response:
-    """My documents, by category and date, with filters (ITI-67)."""
+    """My documents, by category and date, with filters and pages (ITI-67)."""
     filters = documents.filters_of(ctx)
-    rows, total = await documents.search(ctx, _patient(ctx), filters)
-    everything, _ = (rows, total) if not filters else await documents.search(ctx, _patient(ctx), {})
-    categories = sorted({(r.category_code, r.category) for r in everything if r.category_code})
+    page = documents.page_of(ctx)
+    rows, total = await documents.search(ctx, _patient(ctx), filters, page)
+    categories = await documents.categories(ctx, _patient(ctx))
     news = 0 if ctx.request.headers.get("hx-request") else await new_accesses(ctx)
     template = (
         "patient/_liste.html"
@@ -42,6 +42,8 @@ async def document_list(ctx: Ctx) -> Response:
         categories=categories,
         labels=documents.LABELS,
         news=news,
+        page=page,
+        pages=max(1, -(-total // documents.PAGE_SIZE)),
     )
 
 
@@ -194,15 +196,26 @@ async def history(ctx: Ctx) -> Response:
     if events:
         records = ctx.web.sessions.store
         await run_in_threadpool(records.set_meta, _seen_key(pid), events[0]["when"])
+        assert ctx.session is not None
+        ctx.session.set("news", {"since": events[0]["when"], "count": 0})
     return ctx.render("patient/historique.html", title="Historique des accès", events=events)
 
 
 async def new_accesses(ctx: Ctx) -> int:
-    """How many accesses by others since the patient last read his history."""
+    """How many accesses by others since the patient last read his history. The session keeps
+    the count and the newest event looked at, so each page reads only what came since (the
+    patient's own page views add events too)."""
+    assert ctx.session is not None
     pid = _patient(ctx)
-    seen = await run_in_threadpool(ctx.web.sessions.store.get_meta, _seen_key(pid))
-    events = await trail(ctx, seen)
-    return sum(1 for e in events if not e["patient"])
+    news = ctx.session.get("news")
+    if not isinstance(news, dict):
+        seen = await run_in_threadpool(ctx.web.sessions.store.get_meta, _seen_key(pid))
+        news = {"since": seen, "count": 0}
+    events = await trail(ctx, news.get("since"))
+    count = int(news.get("count", 0)) + sum(1 for e in events if not e["patient"])
+    since = events[0]["when"] if events else news.get("since")
+    ctx.session.set("news", {"since": since, "count": count})
+    return count
 
 
 def routes(web: Web) -> list[Route]:

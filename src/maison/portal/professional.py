@@ -215,8 +215,11 @@ async def record_page(ctx: Ctx) -> Response:
     rows: list[documents.DocumentRow] = []
     total = 0
     filters = documents.filters_of(ctx)
+    page = documents.page_of(ctx)
+    categories: list[tuple[str, str]] = []
     if access.get("authorized"):
-        rows, total = await documents.search(ctx, current["patient"], filters)
+        rows, total = await documents.search(ctx, current["patient"], filters, page)
+        categories = await documents.categories(ctx, current["patient"])
     assert ctx.session is not None
     return ctx.render(
         "pro/dossier.html",
@@ -227,6 +230,9 @@ async def record_page(ctx: Ctx) -> Response:
         rows=rows,
         total=total,
         filters=filters,
+        categories=categories,
+        page=page,
+        pages=max(1, -(-total // documents.PAGE_SIZE)),
         labels=documents.LABELS,
         notice=ctx.session.pop("notice"),
     )
@@ -405,6 +411,7 @@ async def add(ctx: Ctx) -> Response:
     except ValueError as error:
         return await add_page(ctx, str(error), 400)
     await ctx.api("POST", "/", json=bundle)
+    ctx.session.pop(f"categories:{current['patient']}")
     ctx.session.set("notice", f"Le document « {title} » est ajouté au DMP du patient.")
     raise Redirect(f"{PREFIX}/pro/dossier")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -157,7 +158,7 @@ class Ctx:
 
     async def json(self, path: str, params: Any = None) -> dict[str, Any]:
         """A GET answered with a FHIR resource."""
-        body = (await self.api("GET", path, params=params)).json()
+        body = orjson.loads((await self.api("GET", path, params=params)).content)
         return body if isinstance(body, dict) else {}
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
