@@ -181,6 +181,23 @@ def test_masks_matrix_care_team_bris_de_glace_and_a_new_document(
     screenshot(patient, "patient-historique-acces")
     assert_accessible(patient, "patient-historique-acces")
 
+    # the patient adds one of his own documents
+    patient.get_by_role("link", name="Mes documents").click()
+    patient.get_by_role("link", name="Ajouter un de mes documents").click()
+    patient.get_by_label("Fichier PDF").set_input_files(
+        files=[{"name": "mesures.pdf", "mimeType": "application/pdf", "buffer": _pdf()}]
+    )
+    patient.get_by_label("Type de document").select_option(index=1)
+    patient.get_by_label("Titre").fill("Relevé de tension à domicile")
+    patient.get_by_label("Date du document").fill("2026-11-01")
+    screenshot(patient, "patient-ajout")
+    assert_accessible(patient, "patient-ajout")
+    patient.get_by_role("button", name="Ajouter le document").click()
+    expect(
+        patient.get_by_text("Votre document « Relevé de tension à domicile » est ajouté")
+    ).to_be_visible()
+    expect(patient.get_by_role("link", name="Relevé de tension à domicile")).to_be_visible()
+
 
 def _pdf() -> bytes:
     from maison.services.dmp.cda_build import minimal_pdf

@@ -363,3 +363,39 @@ def test_a_long_record_is_listed_by_pages_latest_service_date_first(world: World
     assert "Page précédente" in second.text
     assert len(_document_links(second.text)) >= 11
     assert "Document de série" in second.text  # the 2020 series comes after the recent ones
+
+
+def test_a_patient_feeds_his_own_document_and_no_one_elses(world: World) -> None:
+    import orjson
+
+    from maison.portal.personal import patient_submission
+    from maison.services.dmp.cda_build import minimal_pdf
+
+    a00 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+    a03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+    mine = world.token(
+        ["patient/*.cruds"], patient=world.patient, fhirUser=f"Patient/{world.patient}"
+    )
+    headers = {"Authorization": f"Bearer {mine}", "Content-Type": "application/fhir+json"}
+
+    def bundle(patient: str) -> bytes:
+        return orjson.dumps(
+            patient_submission(
+                patient,
+                minimal_pdf("Relevé de tension"),
+                type_coding=(a00, "DOCPAT03", "CR déposé par le patient"),
+                class_coding=(a03, "10", "Compte rendu"),
+                title="Relevé de tension",
+                service_date="2026-11-01",
+            )
+        )
+
+    fed = world.run(
+        lambda c: c.post("/", content=bundle(f"Patient/{world.patient}"), headers=headers)
+    )
+    assert fed.status_code == 200, fed.text[:2000]
+    assert all(e["response"]["status"].startswith("201") for e in fed.json()["entry"])
+    other = world.run(
+        lambda c: c.post("/", content=bundle("Patient/someone-else"), headers=headers)
+    )
+    assert other.status_code == 403, other.text[:2000]

@@ -42,6 +42,7 @@ async def document_list(ctx: Ctx) -> Response:
         categories=categories,
         labels=documents.LABELS,
         news=news,
+        notice=ctx.session.pop("notice") if ctx.session is not None else None,
         page=page,
         pages=max(1, -(-total // documents.PAGE_SIZE)),
     )

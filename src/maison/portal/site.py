@@ -20,7 +20,7 @@ from maison.api.app import _die_with_parent, create_app
 from maison.api.services import Services, build_services
 from maison.api.settings import Settings
 from maison.fhir.definitions import package_dir
-from maison.portal import choices, patient, professional, signin
+from maison.portal import choices, patient, personal, professional, signin
 from maison.portal.fhir_client import FhirClient
 from maison.portal.sessions import SessionStore
 from maison.portal.web import PREFIX, Ctx, Web
@@ -66,6 +66,7 @@ def portal_app(services: Services, api: Starlette) -> Starlette:
         Route("/deconnexion", page(signin.sign_out), methods=["POST"]),
         *patient.routes(web),
         *choices.routes(web),
+        *personal.routes(web),
         *professional.routes(web),
         *_assets(),
     ]

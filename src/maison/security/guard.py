@@ -104,10 +104,23 @@ class GuardedTx:
                 return
         elif f'"{kind}/{pid}"' in orjson.dumps(resource).decode():
             return
+        elif res_type == "Binary" and self._content_of_own_document(resource, f"{kind}/{pid}"):
+            return
         raise FhirError(
             Category.FORBIDDEN,
             f"this token writes only into the record of {kind}/{pid}",
         )
+
+    def _content_of_own_document(self, binary: dict[str, Any], owner: str) -> bool:
+        """A Binary whose ``securityContext`` is a DocumentReference of the token's own record
+        (the content of a document the patient feeds: https://hl7.org/fhir/R4/binary.html)."""
+        ref = (binary.get("securityContext") or {}).get("reference")
+        if not isinstance(ref, str) or not ref.startswith("DocumentReference/"):
+            return False
+        doc = self.tx.read("DocumentReference", ref.removeprefix("DocumentReference/"))
+        if doc is None or doc.deleted or doc.resource is None:
+            return False
+        return (doc.resource.get("subject") or {}).get("reference") == owner
 
     def read(self, res_type: str, res_id: str) -> Stored | None:
         """read, allowed by a read scope on the type."""
