@@ -40,6 +40,9 @@ class Settings:
     regulation_centres: str = field(
         default_factory=lambda: os.environ.get("MAISON_REGULATION_CENTRES", "")
     )
+    #: IDNPS of the platform's administrators (identity-vigilance, DPO, operators),
+    #: comma-separated: they are granted the ``maison:admin`` scope when they sign in
+    admins: str = field(default_factory=lambda: os.environ.get("MAISON_ADMINS", ""))
     #: how long a bris de glace opens a record, in minutes
     emergency_minutes: int = field(
         default_factory=lambda: int(os.environ.get("MAISON_EMERGENCY_MINUTES", "30") or 30)
@@ -53,6 +56,11 @@ class Settings:
     def regulation_ids(self) -> frozenset[str]:
         """The structures declared as centres de régulation."""
         return frozenset(v.strip() for v in self.regulation_centres.split(",") if v.strip())
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        """The administrators' IDNPS."""
+        return frozenset(v.strip() for v in self.admins.split(",") if v.strip())
 
     @property
     def is_url(self) -> bool:

@@ -158,6 +158,7 @@ def make_smart(services: Services) -> SmartServer | None:
         patient_exists=lambda pid: patient_exists(store, pid),
         accounts=lambda: accounts,
         account_error=AccountError,
+        admins=lambda: settings.admin_ids,
     )
     authenticator = ClientAuthenticator(clients, f"{base}{PREFIX}/token", store)
     return SmartServer(authorizer, authenticator, tokens)

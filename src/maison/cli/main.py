@@ -95,6 +95,13 @@ def serve(
             "MAISON_REGULATION_CENTRES, comma-separated)."
         ),
     ] = None,
+    admin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="IDNPS of an administrator (identity-vigilance, DPO, operators), granted the "
+            "maison:admin scope at sign-in (repeatable; also MAISON_ADMINS, comma-separated)."
+        ),
+    ] = None,
     emergency_minutes: Annotated[
         int | None,
         typer.Option(
@@ -143,6 +150,8 @@ def serve(
         settings.regulation_centres = ",".join(
             [*settings.regulation_ids, *(c.strip() for c in regulation_centre if c.strip())]
         )
+    if admin:
+        settings.admins = ",".join([*settings.admin_ids, *(a.strip() for a in admin if a.strip())])
     if emergency_minutes is not None:
         settings.emergency_minutes = emergency_minutes
     if settings.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):

@@ -50,6 +50,7 @@ from maison.security.professional import (
     token_claims,
 )
 from maison.services.psc.provider import AuthorizeError, Records, s256
+from maison.security.admin import ADMIN_SCOPE
 from maison.services.smart.clients import OTHER_SCOPES, ClientRegistry, SmartClient
 from maison.services.smart.grants import Grant, Tokens
 from maison.services.smart.launch import LaunchError, resolve_launch
@@ -103,6 +104,8 @@ class Authorizer:
     find_patient: Callable[[str], str | None]  # INS -> Patient id
     patient_exists: Callable[[str], bool]
     accounts: Callable[[], PatientDirectory | None] = lambda: None
+    #: IDNPS of the professionals granted the administration scope
+    admins: Callable[[], frozenset[str]] = frozenset
     account_error: type[Exception] = Exception
     clock: Callable[[], float] = time.time
 
@@ -345,12 +348,13 @@ class Authorizer:
     def _finish_professional(
         self, fid: str, raw: str, flow: dict[str, Any], patient: str | None, encounter: Any
     ) -> Step:
+        admin = str(flow["pro"]["sub"]) in self.admins()
         scopes = [
             s
             for s in flow["req"]["scope"]
             if _context_of(s) == "user"
             or (_context_of(s) == "patient" and patient)
-            or s in CONTEXT_SCOPES
+            or (s in CONTEXT_SCOPES and (s != ADMIN_SCOPE or admin))
         ]
         context: dict[str, Any] = {}
         if patient:
@@ -453,7 +457,8 @@ class Authorizer:
         scopes = [
             s
             for s in flow["req"]["scope"]
-            if _context_of(s) == "patient" or (s in CONTEXT_SCOPES and s != "launch")
+            if _context_of(s) == "patient"
+            or (s in CONTEXT_SCOPES and s not in ("launch", ADMIN_SCOPE))
         ]
         if not any(_context_of(s) for s in scopes) and "openid" not in scopes:
             self._save(fid, raw, None)

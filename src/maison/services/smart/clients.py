@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import orjson
 
+from maison.security.admin import ADMIN_SCOPE
 from maison.security.principal import Scope, parse_scopes
 from maison.services.psc.provider import LOOPBACK_PATTERNS, Client, Records
 from maison.store.secret_files import load_or_create_secret
@@ -37,6 +38,7 @@ OTHER_SCOPES: Final = frozenset(
         "launch/encounter",
         "offline_access",
         "online_access",
+        ADMIN_SCOPE,
     }
 )
 DEV_SCOPE: Final = (
@@ -219,7 +221,9 @@ def register(records: Records, client: SmartClient) -> None:
 #: The portal's own client: confidential, its one callback under the server's base URL.
 PORTAL_CLIENT: Final = "maison-portal"
 PORTAL_CALLBACK: Final = "/portal/connexion/retour"
-PORTAL_SCOPE: Final = "openid fhirUser launch/patient offline_access patient/*.cruds user/*.cruds"
+PORTAL_SCOPE: Final = (
+    f"openid fhirUser launch/patient offline_access patient/*.cruds user/*.cruds {ADMIN_SCOPE}"
+)
 
 
 def portal_secret(keys: Path) -> str:
