@@ -12,6 +12,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from maison.portal import documents
+from maison.portal.cda_view import cda_view
 from maison.portal.web import Ctx, FormError
 
 XML_TYPES = ("text/xml", "application/xml", "application/hl7-v3+xml", "application/cda+xml")
@@ -31,7 +32,6 @@ async def fetch(ctx: Ctx, resource: dict[str, Any]) -> tuple[bytes, str]:
 
 async def document_view(ctx: Ctx, resource: dict[str, Any]) -> dict[str, Any]:
     """What a document page shows: its line, and either a PDF to embed or CDA sections."""
-    from maison.portal.cda_view import cda_view
 
     row = documents.row_of(resource, {})
     view: dict[str, Any] = {"row": row, "resource": resource, "cda": None, "pdf": False}
@@ -62,7 +62,6 @@ def _filename(row: documents.DocumentRow, media: str) -> str:
 async def content_response(ctx: Ctx, resource: dict[str, Any]) -> Response:
     """The content as a response: ``?forme=pdf`` unwraps the PDF of a CDA level 1, and
     ``?telecharger=1`` asks the browser to save it."""
-    from maison.portal.cda_view import cda_view
 
     data, media = await fetch(ctx, resource)
     if ctx.request.query_params.get("forme") == "pdf" and media in XML_TYPES:

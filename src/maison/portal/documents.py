@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
+from maison.portal.fhir_client import ApiError
+from maison.portal.signin import human_name
 from maison.portal.web import Ctx, FormError
 from maison.services.dmp.lifecycle import VISIBILITY_SYSTEM
 
@@ -83,7 +87,6 @@ async def name_codes(ctx: Ctx, resources: list[dict[str, Any]]) -> None:
 
 async def lookup(ctx: Ctx, system: str, code: str) -> str:
     """The display of a code (``CodeSystem/$lookup``), empty if the terminology lacks it."""
-    from maison.portal.fhir_client import ApiError
 
     try:
         body = await ctx.json("/CodeSystem/$lookup", [("system", system), ("code", code)])
@@ -107,7 +110,6 @@ def labels_of(resource: dict[str, Any]) -> tuple[str, ...]:
 
 def author_names(resource: dict[str, Any], included: dict[str, dict[str, Any]]) -> str:
     """The authors of a document, by name when the search included them."""
-    from maison.portal.signin import human_name
 
     names: list[str] = []
     for author in resource.get("author") or []:
@@ -279,8 +281,6 @@ async def set_label(ctx: Ctx, resource: dict[str, Any], code: str, on: bool) -> 
     headers = {"Content-Type": "application/json-patch+json"}
     if version:
         headers["If-Match"] = f'W/"{version}"'
-    import orjson
-
     await ctx.api(
         "PATCH",
         f"/DocumentReference/{valid_id(str(resource.get('id')))}",

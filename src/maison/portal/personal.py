@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maison.portal.fhir_client import ApiError
+from maison.portal.professional import class_of, document_types
 from maison.portal.upload import A11, MHD_IDENTIFIER, PDSM_BUNDLE, PORTAL_SOURCE_ID
 from maison.portal.web import PREFIX, Ctx, Redirect, Web
 from maison.services.dmp.metadata import nos_url
@@ -166,7 +167,6 @@ def patient_submission(
 
 async def patient_types(ctx: Ctx) -> list[tuple[str, str, str]]:
     """The DMP types (JDV_J66) a patient files his own documents under."""
-    from maison.portal.professional import document_types
 
     return [t for t in await document_types(ctx) if PATIENT_TYPES.fullmatch(t[1])]
 
@@ -181,7 +181,6 @@ async def add_page(ctx: Ctx, error: str | None = None, status: int = 200) -> Res
 
 async def add(ctx: Ctx) -> Response:
     """Check the form on the server and feed the document (ITI-65) with my token."""
-    from maison.portal.professional import class_of
 
     assert ctx.session is not None
     pid = str((ctx.session.get("user") or {}).get("patient"))

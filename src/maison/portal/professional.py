@@ -16,9 +16,13 @@ from starlette.routing import Route
 from maison.portal import documents
 from maison.portal.content import content_response, document_view
 from maison.portal.fhir_client import ApiError
+from maison.portal.patient import access_row, name_roles
+from maison.portal.signin import human_name
+from maison.portal.upload import submission
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
 from maison.portal.words import rule_words
 from maison.services.dmp.metadata import nos_url
+from maison.services.ins.reliability import STATUS_DISPLAY, read_reliability
 from maison.services.smart.patients import normalize_ins
 
 #: The INS systems a matricule may belong to: NIR, NIA, then the test and demo OIDs of the
@@ -178,8 +182,6 @@ async def _open_record(ctx: Ctx, ins: str, system: str | None) -> Response:
 async def identity(ctx: Ctx, patient_id: str) -> dict[str, Any]:
     """The patient's identity as the platform holds it: traits and RNIV status
     (https://hl7.fr/ig/fhir/core/StructureDefinition-fr-core-identity-reliability.html)."""
-    from maison.portal.signin import human_name
-    from maison.services.ins.reliability import STATUS_DISPLAY, read_reliability
 
     try:
         patient = await ctx.json(f"/Patient/{patient_id}")
@@ -350,7 +352,6 @@ async def add_page(ctx: Ctx, error: str | None = None, status: int = 200) -> Res
 
 async def add(ctx: Ctx) -> Response:
     """Check the form on the server, build the CDA N1 and its metadata, feed it (ITI-65)."""
-    from maison.portal.upload import submission
 
     current = _current(ctx)
     form = await ctx.request.form()
@@ -418,7 +419,6 @@ async def add(ctx: Ctx) -> Response:
 
 async def my_log(ctx: Ctx) -> Response:
     """My own accesses, as the trail records them (the API gives a professional his own only)."""
-    from maison.portal.patient import access_row, name_roles
 
     bundle = await ctx.json("/AuditEvent", [("_count", "100")])
     events = [

@@ -21,11 +21,12 @@ from starlette.responses import RedirectResponse, Response
 
 from maison.portal.fhir_client import ApiError, claims_of
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect
+from maison.security.admin import ADMIN_SCOPE
 from maison.services.smart.clients import PORTAL_CALLBACK, PORTAL_CLIENT
 
 #: Everything the portal may need; the authorization server keeps what fits the person who
 #: signs in (``patient/`` for a patient or his representative, ``user/`` for a professional).
-SCOPE = "openid fhirUser offline_access patient/*.cruds user/*.cruds"
+SCOPE = f"openid fhirUser offline_access patient/*.cruds user/*.cruds {ADMIN_SCOPE}"
 SPACES = {"patient": "patient", "professionnel": "pro"}
 HOME = {"patient": f"{PREFIX}/patient/", "pro": f"{PREFIX}/pro/"}
 
@@ -112,6 +113,7 @@ async def callback(ctx: Ctx) -> Response:
         user["representative"] = access.get("representative")
     else:
         user["professional"] = access.get("professional")
+        user["admin"] = ADMIN_SCOPE in str(answer.get("scope", "")).split()
     data = {
         "kind": kind,
         "user": user,

@@ -20,7 +20,7 @@ from maison.api.app import _die_with_parent, create_app
 from maison.api.services import Services, build_services
 from maison.api.settings import Settings
 from maison.fhir.definitions import package_dir
-from maison.portal import choices, patient, personal, professional, signin
+from maison.portal import admin, choices, patient, personal, professional, signin
 from maison.portal.fhir_client import FhirClient
 from maison.portal.sessions import SessionStore
 from maison.portal.web import PREFIX, Ctx, Web
@@ -68,6 +68,7 @@ def portal_app(services: Services, api: Starlette) -> Starlette:
         *choices.routes(web),
         *personal.routes(web),
         *professional.routes(web),
+        *admin.routes(web),
         *_assets(),
     ]
     app = Starlette(

@@ -21,7 +21,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from maison.portal.fhir_client import ApiError, FhirClient, SignedOut, claims_of, fresh
+from maison.portal.fhir_client import (
+    ApiError,
+    FhirClient,
+    SignedOut,
+    claims_of,
+    fresh,
+    problem_of,
+)
 from maison.portal.sessions import COOKIE, IDLE, Session, SessionStore
 from maison.portal.words import rule_words
 
@@ -138,8 +145,6 @@ class Ctx:
         ok: tuple[int, ...] = (200, 201),
     ) -> httpx.Response:
         """One API call as the signed-in user; a refusal becomes an :class:`ApiError`."""
-        from maison.portal.fhir_client import problem_of
-
         response = await self.web.api.request(
             method,
             path,
