@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from maison.api import interactions as ix
 from maison.api.access_operations import register_access
+from maison.api.admin_operations import register_admin
 from maison.api.audit_trace import CURRENT, RequestInfo, denial_event, events_of
 from maison.api.dmp import DocumentSharing
 from maison.api.dmp_operations import feeding_check, register_dmp
@@ -526,6 +527,7 @@ def build_services(settings: Settings) -> Services:
         services.operations, store.clock, settings.emergency_minutes, settings.consent_hours
     )
     register_terminology(services.operations, defs, services.terminology)
+    register_admin(services.operations, store, lambda: services.audit)
     state = settings.state_dir
     strict = settings.dmp_strict if settings.dmp_strict is not None else not settings.demo
     services.matrix = ActiveMatrix(store, canonical_system)

@@ -44,7 +44,9 @@ def verify(
     ] = 1,
 ) -> None:
     """Walk the chain in order; print the entries checked, the rate, and the first broken link
-    or "intact" (exit code 1 when broken)."""
+    or "intact" (exit code 1 when broken); the outcome is kept for ``$audit-status``."""
+    from maison.api.admin_operations import record_verification
+
     store, keys = _open(data, state)
     try:
         key = CheckpointKey.load(keys)
@@ -63,6 +65,7 @@ def verify(
                 )
 
             report = verify_chain(store, key, step, from_seq)
+        record_verification(store, report, "cli", from_seq)  # for $audit-status
     finally:
         store.close()
     typer.echo(

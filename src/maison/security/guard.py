@@ -102,9 +102,9 @@ class GuardedTx:
         if res_type == kind:
             if resource.get("id") == pid:
                 return
-        elif f'"{kind}/{pid}"' in orjson.dumps(resource).decode():
-            return
-        elif res_type == "Binary" and self._content_of_own_document(resource, f"{kind}/{pid}"):
+        elif f'"{kind}/{pid}"' in orjson.dumps(resource).decode() or (
+            res_type == "Binary" and self._content_of_own_document(resource, f"{kind}/{pid}")
+        ):
             return
         raise FhirError(
             Category.FORBIDDEN,

@@ -21,11 +21,13 @@ https://annuaire.sante.fr/web/site-pro/extractions-publiques
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import (
     Callable,
@@ -37,8 +39,9 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import Future
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -73,6 +76,11 @@ IMPORT_TAG: Final = {
 }
 #: Scattered persons re-read per extra pass over the file (bounds what is held at once).
 SCATTERED_PER_PASS: Final = 20_000
+#: The store meta key of the import history (``$annuaire-imports``), and how many runs it keeps.
+RUNS_META: Final = "annuaire_import_runs"
+KEPT_RUNS: Final = 200
+
+log = logging.getLogger("maison.annuaire")
 
 Resource = dict[str, Any]
 #: Checks a resource about to be written; returns the errors (none: it may be written).
@@ -174,7 +182,35 @@ def import_extraction(
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    source = Path(path)
+    files = [Path(path), *(Path(p) for p in side_files)]
+    with _recorded(store, SOURCE, files) as done:
+        summary = _import_extraction(
+            store,
+            Path(path),
+            progress=progress,
+            rejects_path=rejects_path,
+            batch=batch,
+            known_professions=known_professions,
+            validate=validate,
+            parallel=parallel,
+            side_files=side_files,
+        )
+        done(summary)
+    return summary
+
+
+def _import_extraction(
+    store: SqlStore,
+    source: Path,
+    *,
+    progress: Progress | None,
+    rejects_path: str | Path | None,
+    batch: int,
+    known_professions: Collection[str] | None,
+    validate: Validate | None,
+    parallel: bool,
+    side_files: Sequence[str | Path],
+) -> ImportSummary:
     report: Progress = progress or (lambda _: None)
     known = frozenset(known_professions) if known_professions is not None else None
     ledger = ImportLedger(store)
@@ -267,6 +303,20 @@ def import_finess(
     the file is not the extraction.
     """
     source = Path(path)
+    with _recorded(store, FINESS_SOURCE, [source]) as done:
+        summary = _import_finess(store, source, progress, rejects_path, batch, validate)
+        done(summary)
+    return summary
+
+
+def _import_finess(
+    store: SqlStore,
+    source: Path,
+    progress: Progress | None,
+    rejects_path: str | Path | None,
+    batch: int,
+    validate: Validate | None,
+) -> ImportSummary:
     report: Progress = progress or (lambda _: None)
     total = sum(1 for _ in read_establishments(source))  # first pass: layout and count
     ledger = ImportLedger(store)
@@ -313,6 +363,83 @@ def import_finess(
         lanes.close()
         rejects.close()
     return _summary(writer, rejects, rows, structures)
+
+
+# --------------------------------------------------------------------------------------------
+# The import history: one record per run, the newest first, in the store's meta
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _recorded(
+    store: SqlStore, kind: str, files: Sequence[Path]
+) -> Iterator[Callable[[ImportSummary], None]]:
+    """Record the import run of the ``with`` block in the history: its outcome and counts
+    once ``done(summary)`` is called, its error when the block raises."""
+    started_at = store.clock().astimezone(UTC)
+    started = time.perf_counter()
+    entry: dict[str, Any] = {
+        "time": started_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "kind": kind,
+        "files": [f.name for f in files],
+    }
+
+    def done(summary: ImportSummary) -> None:
+        entry.update(
+            outcome="ok",
+            rows=summary.rows,
+            persons=summary.persons,
+            created=summary.created,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            deactivated=summary.deactivated,
+            rejected=summary.rejected,
+            invalid=summary.invalid,
+            run=summary.run,
+        )
+
+    try:
+        yield done
+    except BaseException as exc:
+        entry.update(outcome="failed", error=(str(exc) or type(exc).__name__)[:300])
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        record_import(store, entry)
+        raise
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    record_import(store, entry)
+
+
+def record_import(store: SqlStore, entry: Mapping[str, Any], attempts: int = 10) -> bool:
+    """Add one run to the import history (the last :data:`KEPT_RUNS`, newest first), by
+    compare-and-swap so concurrent imports lose none; never raises (the import itself is
+    done): returns whether it was recorded (https://annuaire.sante.fr/web/site-pro/extractions-publiques)."""
+    try:
+        for _ in range(attempts):
+            current = store.get_meta(RUNS_META)
+            runs = _parse_runs(current)
+            value = orjson.dumps([dict(entry), *runs][:KEPT_RUNS]).decode()
+            if store.swap_meta(RUNS_META, current, value) == current:
+                return True
+    except Exception:  # the history is a convenience: an import is never failed for it
+        log.warning("could not record the import run in the history", exc_info=True)
+        return False
+    log.warning("could not record the import run in the history: too many concurrent changes")
+    return False
+
+
+def import_runs(store: SqlStore) -> list[dict[str, Any]]:
+    """The recorded import runs, newest first (https://annuaire.sante.fr/web/site-pro/extractions-publiques)."""
+    return _parse_runs(store.get_meta(RUNS_META))
+
+
+def _parse_runs(raw: str | None) -> list[dict[str, Any]]:
+    if not raw:
+        return []
+    try:
+        runs = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
 
 
 # --------------------------------------------------------------------------------------------

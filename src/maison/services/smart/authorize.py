@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from maison.security.admin import ADMIN_SCOPE
 from maison.security.oidc_rp import PendingLogin, RelyingParty, RelyingPartyError, Session
 from maison.security.principal import Scope
 from maison.security.professional import (
@@ -50,7 +51,6 @@ from maison.security.professional import (
     token_claims,
 )
 from maison.services.psc.provider import AuthorizeError, Records, s256
-from maison.security.admin import ADMIN_SCOPE
 from maison.services.smart.clients import OTHER_SCOPES, ClientRegistry, SmartClient
 from maison.services.smart.grants import Grant, Tokens
 from maison.services.smart.launch import LaunchError, resolve_launch
