@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import anyio
 import httpx
 import pytest
-from flows import pro_sign_in
+from flows import pro_sign_in, submit
 
 from servers import Server, free_port
 
@@ -38,8 +38,61 @@ def test_an_administrator_reaches_the_administration_pages(server: Server) -> No
             assert page.status_code == 200, page.text[-2000:]
             assert "État de la plateforme" in page.text
             assert "Le service répond" in page.text
+            assert "jamais vérifiée" in page.text  # the audit chain's last verification
+            imports = await c.get("/portal/admin/imports")
+            assert imports.status_code == 200, imports.text[-2000:]
+            assert "Annuaire Santé" in imports.text and "FINESS" in imports.text
+            vigilance = await c.get("/portal/admin/identites", params={"seuil": "0.5"})
+            assert vigilance.status_code == 200, vigilance.text[-2000:]
+            assert "de dossiers à examiner" in vigilance.text
+            bad = await c.get("/portal/admin/identites", params={"seuil": "deux"})
+            assert bad.status_code == 400
 
     anyio.run(scenario)
+
+
+def test_an_administrator_merges_a_planted_duplicate_after_a_preview(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.mint('system/*.*')}"}
+    twins = []
+    for family, given in (("Dupont-Lefèvre", "Hélène"), ("DUPONT LEFEVRE", "HELENE")):
+        created = httpx.post(
+            f"{server.base_url}/Patient",
+            json={
+                "resourceType": "Patient",
+                "name": [{"use": "official", "family": family, "given": [given]}],
+                "gender": "female",
+                "birthDate": "1961-04-12",
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        twins.append(created.json()["id"])
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+            await pro_sign_in(c, ADMIN)
+            listing = await c.get("/portal/admin/identites")
+            assert listing.status_code == 200
+            assert all(f"Patient/{t}" in listing.text for t in twins), listing.text[-3000:]
+            preview = await submit(
+                c,
+                listing,
+                "/admin/identites/fusion",
+                {"source": f"Patient/{twins[1]}", "cible": f"Patient/{twins[0]}"},
+            )
+            assert preview.status_code == 200, preview.text[-3000:]
+            assert "Confirmer la fusion" in preview.text
+            done = await submit(c, preview, "/admin/identites/fusion")
+            assert done.status_code == 200, done.text[-3000:]
+            assert "est fusionné dans" in done.text
+            assert "Annuler cette fusion" in done.text
+            undone = await submit(c, done, "/admin/identites/defusion", button=None)
+            assert undone.status_code == 200, undone.text[-3000:]
+            assert "est annulée" in undone.text
+
+    anyio.run(scenario)
+    merged = httpx.get(f"{server.base_url}/Patient/{twins[1]}", headers=headers).json()
+    assert merged.get("active", True) is True  # unmerged: active again
 
 
 def test_another_professional_gets_no_administration(server: Server) -> None:

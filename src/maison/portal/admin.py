@@ -43,6 +43,40 @@ LABELS = {
     "deleted": "Supprimées",
     "duration": "Durée (s)",
     "seconds": "Durée (s)",
+    "head": "Tête de chaîne",
+    "hash": "Empreinte",
+    "key": "Clé de signature",
+    "unsigned": "Entrées depuis",
+    "outcome": "Résultat",
+    "by": "Par",
+    "from": "Depuis l'entrée",
+    "last": "Jusqu'à l'entrée",
+    "checkpoints": "Points de contrôle vérifiés",
+    "unverified": "Entrées non encore vérifiées",
+    "problem-seq": "Entrée en cause",
+    "problem-kind": "Nature du problème",
+    "rows": "Lignes",
+    "persons": "Personnes ou structures",
+    "deactivated": "Désactivées",
+    "invalid": "Invalides",
+    "run": "Exécution",
+    "error": "Erreur",
+    "total": "Total",
+}
+#: Codes of the operations' answers, in French.
+WORDS = {
+    "intact": "intacte",
+    "broken": "rompue",
+    "never": "jamais vérifiée",
+    "cli": "ligne de commande",
+    "api": "API",
+    "annuaire": "Annuaire Santé",
+    "finess": "FINESS",
+    "failed": "échec",
+    "ok": "réussi",
+    "DPOT": "doublon potentiel",
+    "COLP": "collision d'INS",
+    "HOMD": "homonymes",
 }
 
 
@@ -101,7 +135,12 @@ async def home(ctx: Ctx) -> Response:
     except ApiError as error:
         audit = {"error": [error.message]}
     return ctx.render(
-        "admin/accueil.html", title="Administration", health=health, audit=audit, labels=LABELS
+        "admin/accueil.html",
+        title="Administration",
+        health=health,
+        audit=audit,
+        labels=LABELS,
+        words=WORDS,
     )
 
 
@@ -130,6 +169,7 @@ async def identities(ctx: Ctx) -> Response:
                 "b": patients[1],
                 "score": (pair.get("score") or [None])[0],
                 "reasons": [str(r) for r in pair.get("reason") or []],
+                "kind": WORDS.get(str((pair.get("kind") or [""])[0]), ""),
             }
         )
     assert ctx.session is not None
@@ -139,6 +179,7 @@ async def identities(ctx: Ctx) -> Response:
         pairs=pairs,
         threshold=threshold,
         notice=ctx.session.pop("notice"),
+        merged=ctx.session.get("merged"),
     )
 
 
@@ -177,7 +218,16 @@ async def merge(ctx: Ctx) -> Response:
             outcome=_params(answer),
         )
     assert ctx.session is not None
+    provenance = next(
+        (
+            str(p["valueReference"].get("reference", "")).removeprefix("Provenance/")
+            for p in answer.get("parameter") or []
+            if p.get("name") == "provenance" and isinstance(p.get("valueReference"), dict)
+        ),
+        "",
+    )
     ctx.session.set("notice", f"Le dossier Patient/{source} est fusionné dans Patient/{target}.")
+    ctx.session.set("merged", {"source": source, "provenance": provenance})
     raise Redirect(f"{PREFIX}/admin/identites")
 
 
@@ -186,7 +236,21 @@ async def unmerge(ctx: Ctx) -> Response:
     _require_admin(ctx)
     form = await ctx.request.form()
     source = _patient_id(str(form.get("source", "")))
-    await ctx.api("POST", f"/Patient/{source}/$unmerge", json={"resourceType": "Parameters"})
+    provenance = str(form.get("provenance", "")).strip().removeprefix("Provenance/")
+    if provenance and not _ID.fullmatch(provenance):
+        raise FormError("Trace de fusion (Provenance) inconnue.")
+    parameters = (
+        [{"name": "provenance", "valueReference": {"reference": f"Provenance/{provenance}"}}]
+        if provenance
+        else []
+    )
+    await ctx.api(
+        "POST",
+        f"/Patient/{source}/$unmerge",
+        json={"resourceType": "Parameters", "parameter": parameters},
+    )
+    assert ctx.session is not None
+    ctx.session.pop("merged")
     assert ctx.session is not None
     ctx.session.set("notice", f"La fusion du dossier Patient/{source} est annulée.")
     raise Redirect(f"{PREFIX}/admin/identites")
@@ -197,7 +261,9 @@ async def imports(ctx: Ctx) -> Response:
     _require_admin(ctx)
     found = _params(await ctx.json("/$annuaire-imports", [("_count", "100")]))
     runs = [run for run in found.get("import") or [] if isinstance(run, dict)]
-    return ctx.render("admin/imports.html", title="Imports de l'annuaire", runs=runs, labels=LABELS)
+    return ctx.render(
+        "admin/imports.html", title="Imports de l'annuaire", runs=runs, labels=LABELS, words=WORDS
+    )
 
 
 def routes(web: Web) -> list[Route]:
