@@ -42,7 +42,7 @@ def server(chromium_executable: str, tmp_path_factory: pytest.TempPathFactory) -
          "--state", str(tmp)],
         check=True, capture_output=True,
     )  # fmt: skip
-    srv = Server(data, tmp, free_port())
+    srv = Server(data, tmp, free_port(), extra_args=["--admin", f"8{DOCTOR}"])
     try:
         srv.start(timeout=180)
         yield srv
@@ -169,6 +169,23 @@ def test_masks_matrix_care_team_bris_de_glace_and_a_new_document(
     assert_accessible(doc, "pro-ajout")
     doc.get_by_role("button", name="Ajouter le document").click()
     expect(doc.get_by_text("est ajouté au DMP du patient")).to_be_visible()
+    screenshot(doc, "pro-dossier-apres-ajout")
+
+    # the doctor is also an administrator of this server
+    doc.get_by_role("link", name="Administration").click()
+    expect(doc.get_by_text("Le service répond")).to_be_visible()
+    screenshot(doc, "admin-accueil")
+    assert_accessible(doc, "admin-accueil")
+    doc.get_by_role("link", name="Identitovigilance").click()
+    expect(
+        doc.get_by_role("heading", name="Identitovigilance : doublons potentiels")
+    ).to_be_visible()
+    screenshot(doc, "admin-identites")
+    assert_accessible(doc, "admin-identites")
+    doc.goto(f"{server.base_url}/portal/admin/imports")
+    expect(doc.get_by_role("cell", name="Annuaire Santé").first).to_be_visible()
+    screenshot(doc, "admin-imports")
+    assert_accessible(doc, "admin-imports")
 
     patient.get_by_role("link", name="Mes documents").click()
     expect(patient.get_by_role("link", name="Bilan sanguin de contrôle")).to_be_visible()
