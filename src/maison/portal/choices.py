@@ -14,6 +14,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
+from maison.portal.fhir_client import parameter_values
 from maison.portal.signin import human_name
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
 from maison.services.dmp.record import DECISION_SYSTEM, Kind
@@ -34,15 +35,6 @@ _NATIONAL_ID = re.compile(r"[0-9A-Za-z]{9,12}")
 def _patient(ctx: Ctx) -> str:
     assert ctx.session is not None
     return str((ctx.session.get("user") or {}).get("patient"))
-
-
-def _values(parameters: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in parameters.get("parameter") or []:
-        for key, value in p.items():
-            if key.startswith("value"):
-                out[str(p.get("name"))] = value
-    return out
 
 
 def _kind(consent: dict[str, Any]) -> str | None:
@@ -92,7 +84,9 @@ def decisions(consents: list[dict[str, Any]]) -> dict[str, Any]:
 async def page(ctx: Ctx) -> Response:
     """My choices: the DMP's state, my oppositions, my équipes de soins, who I blocked."""
     pid = _patient(ctx)
-    state = _values(await ctx.json("/Patient/$dmp-access", [("patient", f"Patient/{pid}")]))
+    state = parameter_values(
+        await ctx.json("/Patient/$dmp-access", [("patient", f"Patient/{pid}")])
+    )
     consents = await ctx.json("/Consent", [("patient", f"Patient/{pid}"), ("_count", "500")])
     decided = decisions([e["resource"] for e in consents.get("entry") or [] if e.get("resource")])
     teams_bundle = await ctx.json("/CareTeam", [("subject", f"Patient/{pid}"), ("_count", "100")])

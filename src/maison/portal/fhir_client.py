@@ -61,6 +61,17 @@ def problem_of(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, text, codes)
 
 
+def parameter_values(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The ``value[x]`` of each top-level parameter of a Parameters resource, by name (the last
+    one wins): https://hl7.org/fhir/R4/parameters.html."""
+    out: dict[str, Any] = {}
+    for p in parameters.get("parameter") or []:
+        for key, value in p.items():
+            if key.startswith("value"):
+                out[str(p.get("name"))] = value
+    return out
+
+
 def claims_of(jwt: str) -> dict[str, Any]:
     """The payload of a token this process just issued to the portal over its own channel (the
     token endpoint's answer needs no signature check: https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation)."""

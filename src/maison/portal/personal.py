@@ -12,7 +12,7 @@ import base64
 import hashlib
 import re
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -20,17 +20,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from maison.portal.fhir_client import ApiError
+from maison.portal.pdf_form import read_pdf_form
 from maison.portal.professional import class_of, document_types
-from maison.portal.upload import A11, MHD_IDENTIFIER, PDSM_BUNDLE, PORTAL_SOURCE_ID
-from maison.portal.web import PREFIX, Ctx, Redirect, Web
+from maison.portal.upload import A11, MHD_IDENTIFIER, PDSM_BUNDLE, submission_set
+from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
 from maison.services.dmp.metadata import nos_url
-from maison.services.dmp.provide import DOCUMENT_PROFILE, MHD_LIST_TYPES, SUBMISSION_SET_PROFILE
+from maison.services.dmp.provide import DOCUMENT_PROFILE
 
 A00: Final = nos_url("TRE_A00-ProducteurDocNonPS")
 A08: Final = nos_url("TRE_A08-HL7Confidentiality")
 #: The patient's own document types (TRE_A05): deposited by him, or his personal expression.
 PATIENT_TYPES: Final = re.compile(r"(DOCPAT|EXPPAT)[_0-9]*")
-MAX_PDF: Final = 20 * 1024 * 1024
 PARIS: Final = ZoneInfo("Europe/Paris")
 #: The raw PDF's format code (TRE_A11): a PDF/A-1 document, as the PDSm examples file PDFs.
 PDF_FORMAT: Final = "urn:ihe:iti:xds-sd:pdf:2008"
@@ -100,41 +100,9 @@ def patient_submission(
             "practiceSetting": {"coding": [personal]},
         },
     }
-    submission = {
-        "resourceType": "List",
-        "meta": {"profile": [SUBMISSION_SET_PROFILE]},
-        "extension": [
-            {
-                "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
-                "valueIdentifier": {"value": f"urn:oid:{PORTAL_SOURCE_ID}"},
-            },
-            {
-                "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
-                "valueCodeableConcept": {"coding": [personal]},
-            },
-        ],
-        "identifier": [
-            {
-                "use": "usual",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "uniqueId"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": f"urn:oid:2.25.{uuid.uuid4().int}",
-            },
-            {
-                "use": "official",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "entryUUID"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": sub_url,
-            },
-        ],
-        "status": "current",
-        "mode": "working",
-        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
-        "subject": {"reference": patient},
-        "source": {"reference": patient},
-        "date": created,
-        "entry": [{"item": {"reference": doc_url}}],
-    }
+    submission = submission_set(
+        {"reference": patient}, {"reference": patient}, personal, sub_url, doc_url, created
+    )
     binary = {
         "resourceType": "Binary",
         "contentType": "application/pdf",
@@ -184,21 +152,11 @@ async def add(ctx: Ctx) -> Response:
 
     assert ctx.session is not None
     pid = str((ctx.session.get("user") or {}).get("patient"))
-    form = await ctx.request.form()
-    upload = form.get("fichier")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        return await add_page(ctx, "Choisissez le fichier PDF à ajouter.", 400)
-    data = await upload.read(MAX_PDF + 1)
-    if len(data) > MAX_PDF:
-        return await add_page(ctx, "Le fichier est trop volumineux (20 Mo au plus).", 413)
-    if not data.startswith(b"%PDF-"):
-        return await add_page(ctx, "Le fichier n'est pas un PDF.", 415)
-    title = str(form.get("titre", "")).strip()
-    if not 3 <= len(title) <= 200:
-        return await add_page(ctx, "Donnez un titre au document (3 à 200 caractères).", 400)
-    day = str(form.get("date", "")).strip()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) or day > date.today().isoformat():
-        return await add_page(ctx, "Indiquez la date du document (AAAA-MM-JJ, pas dans le futur).")
+    try:
+        sent = await read_pdf_form(ctx)
+    except FormError as error:
+        return await add_page(ctx, error.message, error.status)
+    form, data, title, day = sent.fields, sent.data, sent.title, sent.day
     types = {f"{s}|{c}": (s, c, d) for s, c, d in await patient_types(ctx)}
     chosen = types.get(str(form.get("type", "")))
     if chosen is None:

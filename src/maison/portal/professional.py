@@ -15,8 +15,9 @@ from starlette.routing import Route
 
 from maison.portal import documents
 from maison.portal.content import content_response, document_view
-from maison.portal.fhir_client import ApiError
+from maison.portal.fhir_client import ApiError, parameter_values
 from maison.portal.patient import access_row, name_roles
+from maison.portal.pdf_form import read_pdf_form
 from maison.portal.signin import human_name
 from maison.portal.upload import submission
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
@@ -28,15 +29,6 @@ from maison.services.smart.patients import normalize_ins
 #: The INS systems a matricule may belong to: NIR, NIA, then the test and demo OIDs of the
 #: INSi test platforms (domain spec §1), tried in this order.
 INS_SYSTEMS = tuple(f"urn:oid:1.2.250.1.213.1.4.{n}" for n in (8, 9, 10, 11))
-
-
-def _values(parameters: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in parameters.get("parameter") or []:
-        for key, value in p.items():
-            if key.startswith("value"):
-                out[str(p.get("name"))] = value
-    return out
 
 
 async def access_check(ctx: Ctx, ins: str, system: str | None = None) -> dict[str, Any]:
@@ -51,7 +43,7 @@ async def access_check(ctx: Ctx, ins: str, system: str | None = None) -> dict[st
                 raise
             problem = error
             continue
-        values = _values(body)
+        values = parameter_values(body)
         values["system"] = candidate
         values["reason_fr"] = rule_words(str(values.get("rule", ""))) or values.get("reason")
         return values
@@ -135,7 +127,7 @@ async def search_traits(ctx: Ctx) -> Response:
             traits=dict(form), traits_error=error.message,
         )  # fmt: skip
     body = await ctx.json("/Patient/$ins-search", params)
-    answer = _values(body)
+    answer = parameter_values(body)
     code = str(answer.get("CodeCR", ""))
     if code != "00":
         message = {
@@ -290,8 +282,6 @@ async def emergency(ctx: Ctx) -> Response:
     raise Redirect(f"{PREFIX}/pro/dossier")
 
 
-#: The largest PDF a professional adds from the portal.
-MAX_PDF = 20 * 1024 * 1024
 #: HL7 v3 confidentiality codes a DMP document may carry (JDV_J08), with their French words.
 CONFIDENTIALITY = {"N": "Normale", "R": "Restreinte", "V": "Très restreinte"}
 
@@ -354,23 +344,11 @@ async def add(ctx: Ctx) -> Response:
     """Check the form on the server, build the CDA N1 and its metadata, feed it (ITI-65)."""
 
     current = _current(ctx)
-    form = await ctx.request.form()
-    upload = form.get("fichier")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        return await add_page(ctx, "Choisissez le fichier PDF à ajouter.", 400)
-    data = await upload.read(MAX_PDF + 1)
-    if len(data) > MAX_PDF:
-        return await add_page(ctx, "Le fichier est trop volumineux (20 Mo au plus).", 413)
-    if not data.startswith(b"%PDF-"):
-        return await add_page(ctx, "Le fichier n'est pas un PDF.", 415)
-    title = str(form.get("titre", "")).strip()
-    if not 3 <= len(title) <= 200:
-        return await add_page(ctx, "Donnez un titre au document (3 à 200 caractères).", 400)
-    day = str(form.get("date", "")).strip()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) or day > date.today().isoformat():
-        return await add_page(
-            ctx, "Indiquez la date de l'acte (AAAA-MM-JJ, pas dans le futur).", 400
-        )
+    try:
+        sent = await read_pdf_form(ctx, "de l'acte")
+    except FormError as error:
+        return await add_page(ctx, error.message, error.status)
+    form, data, title, day = sent.fields, sent.data, sent.title, sent.day
     confidentiality = str(form.get("confidentialite", "N"))
     if confidentiality not in CONFIDENTIALITY:
         return await add_page(ctx, "Niveau de confidentialité inconnu.", 400)

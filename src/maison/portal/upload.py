@@ -360,7 +360,15 @@ def submission(
     doc["type"] = {"coding": [_coding(NOS_LOINC, type_code, type_display)]}
     doc["category"] = [{"coding": [_coding(A03, class_code, class_display)]}]
     source = next(c for c in doc["contained"] if c["id"] == "author-1")
-    submission_set = _submission_set(doc, source, submission_url, doc_url, created, facility)
+    the_set = submission_set(
+        doc["subject"],
+        {"reference": "#author"},
+        _coding(R02, facility.code, facility.display),
+        submission_url,
+        doc_url,
+        created,
+        [{**source, "id": "author"}],
+    )
     return {
         "resourceType": "Bundle",
         "meta": {"profile": [PDSM_BUNDLE]},
@@ -368,7 +376,7 @@ def submission(
         "entry": [
             {
                 "fullUrl": submission_url,
-                "resource": submission_set,
+                "resource": the_set,
                 "request": {"method": "POST", "url": "List"},
             },
             {
@@ -451,16 +459,18 @@ def _document(
     return doc
 
 
-def _submission_set(
-    doc: Mapping[str, Any],
-    author: Mapping[str, Any],
+def submission_set(
+    subject: Mapping[str, Any],
+    source: Mapping[str, Any],
+    designation: Mapping[str, Any],
     submission_url: str,
     doc_url: str,
     created: str,
-    facility: Coded,
+    contained: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The SubmissionSet of the one document, its source the author, its designation type
-    the facility type."""
+    """The PDSm SubmissionSet of one document the portal feeds: its source (the author: a
+    contained resource or a reference), its designation type, the portal's ``sourceId``:
+    https://profiles.ihe.net/ITI/MHD/StructureDefinition-IHE.MHD.Comprehensive.SubmissionSet.html."""
     extensions: list[dict[str, Any]] = [
         {
             "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
@@ -468,13 +478,12 @@ def _submission_set(
         },
         {
             "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
-            "valueCodeableConcept": {"coding": [_coding(R02, facility.code, facility.display)]},
+            "valueCodeableConcept": {"coding": [dict(designation)]},
         },
     ]
-    return {
+    out: dict[str, Any] = {
         "resourceType": "List",
         "meta": {"profile": [SUBMISSION_SET_PROFILE]},
-        "contained": [{**author, "id": "author"}],
         "extension": extensions,
         "identifier": [
             {
@@ -493,11 +502,14 @@ def _submission_set(
         "status": "current",
         "mode": "working",
         "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
-        "subject": dict(doc["subject"]),
-        "source": {"reference": "#author"},
+        "subject": dict(subject),
+        "source": dict(source),
         "date": created,
         "entry": [{"item": {"reference": doc_url}}],
     }
+    if contained:
+        out = {**out, "contained": contained}
+    return out
 
 
-__all__ = ["PORTAL_SOURCE_ID", "submission"]
+__all__ = ["PORTAL_SOURCE_ID", "submission", "submission_set"]
