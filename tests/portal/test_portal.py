@@ -142,7 +142,16 @@ def test_a_patient_reads_masks_and_shows_a_document_again(world: World) -> None:
         assert "Masquer aux professionnels" in page.text
         content = await c.get(link + "/contenu")
         assert content.status_code == 200
-        assert content.content[:4] in (b"%PDF", b"<?xm", b"<Cli") or content.content
+        media = content.headers["content-type"]
+        if media.startswith("application/pdf"):
+            assert content.content.startswith(b"%PDF-")
+        else:  # a CDA, served as text (never as a page of the site), sandboxed
+            assert media.startswith("text/plain")
+            assert b"ClinicalDocument" in content.content
+            assert "sandbox" in content.headers["content-security-policy"]
+            unwrapped = await c.get(link + "/contenu", params={"forme": "pdf"})
+            assert unwrapped.status_code == 200  # the demo's CDAs are level 1: a PDF inside
+            assert unwrapped.content.startswith(b"%PDF-")
         masked = await submit(c, page, "/visibilite", button=("action", "masquer-ps"))
         assert masked.status_code == 200, masked.text[:2000]
         assert "masqué aux professionnels" in masked.text
