@@ -99,29 +99,32 @@ def test_masks_matrix_care_team_bris_de_glace_and_a_new_document(
     browser: Browser, server: Server
 ) -> None:
     account = Account(server)
-    api = _api(server)
-    doctor = _practitioner(api, DOCTOR)
-    team = api.post(
-        "/CareTeam",
-        json={
-            "resourceType": "CareTeam",
-            "status": "active",
-            "name": "Équipe de cardiologie",
-            "subject": {"reference": f"Patient/{account.patient}"},
-            "participant": [{"member": {"reference": f"Practitioner/{doctor}"}}],
-        },
-    )
-    assert team.status_code == 201, team.text
-    designated = api.post(
-        f"/Patient/{account.patient}/$dmp-medecin-traitant",
-        json={
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "practitioner", "valueReference": {"reference": f"Practitioner/{doctor}"}}
-            ],
-        },
-    )
-    assert designated.status_code == 200, designated.text
+    with _api(server) as api:  # closed: no socket left for a later test to trip on
+        doctor = _practitioner(api, DOCTOR)
+        team = api.post(
+            "/CareTeam",
+            json={
+                "resourceType": "CareTeam",
+                "status": "active",
+                "name": "Équipe de cardiologie",
+                "subject": {"reference": f"Patient/{account.patient}"},
+                "participant": [{"member": {"reference": f"Practitioner/{doctor}"}}],
+            },
+        )
+        assert team.status_code == 201, team.text
+        designated = api.post(
+            f"/Patient/{account.patient}/$dmp-medecin-traitant",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [
+                    {
+                        "name": "practitioner",
+                        "valueReference": {"reference": f"Practitioner/{doctor}"},
+                    }
+                ],
+            },
+        )
+        assert designated.status_code == 200, designated.text
 
     patient = browser.new_context(locale="fr-FR").new_page()
     _patient_signs_in(patient, server, account)
