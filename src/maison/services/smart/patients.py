@@ -25,7 +25,8 @@ INS_SYSTEMS: Final = (
     "urn:oid:1.2.250.1.213.1.4.10",
     "urn:oid:1.2.250.1.213.1.4.11",
 )
-_INS: Final = re.compile(r"[0-9][0-9AB][0-9]{13}")
+#: 13 characters and the key; the department (characters 6-7) may be Corsica's 2A or 2B
+_INS: Final = re.compile(r"[0-9]{6}[0-9AB][0-9]{8}")
 _ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 #: French messages for the account errors (``AccountError.code``).
