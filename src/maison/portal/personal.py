@@ -22,8 +22,9 @@ from starlette.routing import Route
 from maison.portal.fhir_client import ApiError
 from maison.portal.pdf_form import read_pdf_form
 from maison.portal.professional import class_of, document_types
-from maison.portal.upload import A11, MHD_IDENTIFIER, PDSM_BUNDLE, submission_set
+from maison.portal.upload import A11, PDSM_BUNDLE, PORTAL_SOURCE_ID
 from maison.portal.web import PREFIX, Ctx, FormError, Redirect, Web
+from maison.services.dmp.cda_build import MHD_IDENTIFIER, submission_set
 from maison.services.dmp.metadata import nos_url
 from maison.services.dmp.provide import DOCUMENT_PROFILE
 
@@ -101,7 +102,13 @@ def patient_submission(
         },
     }
     submission = submission_set(
-        {"reference": patient}, {"reference": patient}, personal, sub_url, doc_url, created
+        {"reference": patient},
+        {"reference": patient},
+        personal,
+        f"urn:oid:{PORTAL_SOURCE_ID}",
+        sub_url,
+        [doc_url],
+        created,
     )
     binary = {
         "resourceType": "Binary",

@@ -59,12 +59,15 @@ from maison.services.dmp.cda import (
     PatientRecord,
     ServiceEvent,
 )
-from maison.services.dmp.cda_build import build_n1, document_reference
+from maison.services.dmp.cda_build import (
+    MHD_IDENTIFIER,
+    build_n1,
+    document_reference,
+    submission_set,
+)
 from maison.services.dmp.metadata import nos_url
 from maison.services.dmp.provide import (
     DOCUMENT_PROFILE,
-    MHD_LIST_TYPES,
-    SUBMISSION_SET_PROFILE,
 )
 from maison.terminology.source import NOS_LOINC
 
@@ -79,7 +82,6 @@ A08: Final = nos_url("TRE_A08-HL7Confidentiality")
 A11: Final = nos_url("TRE_A11-IheFormatCode")
 R02: Final = nos_url("TRE_R02-SecteurActivite")
 IDNPS: Final = f"urn:oid:{ID_NAT_PS}"
-MHD_IDENTIFIER: Final = "https://profiles.ihe.net/ITI/MHD/CodeSystem/IHE.MHD.MHDIdentifierType"
 PDSM_BUNDLE: Final = (
     "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
     "pdsm-comprehensive-provide-document-bundle"
@@ -364,8 +366,9 @@ def submission(
         doc["subject"],
         {"reference": "#author"},
         _coding(R02, facility.code, facility.display),
+        f"urn:oid:{PORTAL_SOURCE_ID}",
         submission_url,
-        doc_url,
+        [doc_url],
         created,
         [{**source, "id": "author"}],
     )
@@ -459,57 +462,4 @@ def _document(
     return doc
 
 
-def submission_set(
-    subject: Mapping[str, Any],
-    source: Mapping[str, Any],
-    designation: Mapping[str, Any],
-    submission_url: str,
-    doc_url: str,
-    created: str,
-    contained: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The PDSm SubmissionSet of one document the portal feeds: its source (the author: a
-    contained resource or a reference), its designation type, the portal's ``sourceId``:
-    https://profiles.ihe.net/ITI/MHD/StructureDefinition-IHE.MHD.Comprehensive.SubmissionSet.html."""
-    extensions: list[dict[str, Any]] = [
-        {
-            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
-            "valueIdentifier": {"value": f"urn:oid:{PORTAL_SOURCE_ID}"},
-        },
-        {
-            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
-            "valueCodeableConcept": {"coding": [dict(designation)]},
-        },
-    ]
-    out: dict[str, Any] = {
-        "resourceType": "List",
-        "meta": {"profile": [SUBMISSION_SET_PROFILE]},
-        "extension": extensions,
-        "identifier": [
-            {
-                "use": "usual",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "uniqueId"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": f"urn:oid:2.25.{uuid.uuid4().int}",
-            },
-            {
-                "use": "official",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "entryUUID"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": submission_url,
-            },
-        ],
-        "status": "current",
-        "mode": "working",
-        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
-        "subject": dict(subject),
-        "source": dict(source),
-        "date": created,
-        "entry": [{"item": {"reference": doc_url}}],
-    }
-    if contained:
-        out = {**out, "contained": contained}
-    return out
-
-
-__all__ = ["PORTAL_SOURCE_ID", "submission", "submission_set"]
+__all__ = ["PORTAL_SOURCE_ID", "submission"]

@@ -23,13 +23,11 @@ from maison.services.dmp.cda import (
     PatientRecord,
     ServiceEvent,
 )
-from maison.services.dmp.cda_build import build_n1, minimal_pdf
+from maison.services.dmp.cda_build import MHD_IDENTIFIER, build_n1, minimal_pdf, submission_set
 from maison.services.dmp.metadata import nos_url
-from maison.services.dmp.provide import DOCUMENT_PROFILE, SUBMISSION_SET_PROFILE
+from maison.services.dmp.provide import DOCUMENT_PROFILE
 from maison.terminology.source import NOS_LOINC
 
-MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
-MHD_IDENTIFIER = "https://profiles.ihe.net/ITI/MHD/CodeSystem/IHE.MHD.MHDIdentifierType"
 A03 = nos_url("TRE_A03-ClasseDocument")
 A08 = nos_url("TRE_A08-HL7Confidentiality")
 A01 = nos_url("TRE_A01-CadreExercice")
@@ -181,42 +179,16 @@ def provide_bundle(
                 "request": {"method": "POST", "url": "Binary"},
             }
         )
-    submission = {
-        "resourceType": "List",
-        "meta": {"profile": [SUBMISSION_SET_PROFILE]},
-        "contained": [_author()],
-        "extension": [
-            {
-                "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
-                "valueIdentifier": {"value": "urn:oid:1.2.250.1.999.1"},
-            },
-            {
-                "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
-                "valueCodeableConcept": {"coding": [{"system": R02, "code": "SA07"}]},
-            },
-        ],
-        "identifier": [
-            {
-                "use": "usual",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "uniqueId"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": f"urn:oid:1.2.250.1.999.{uuid.uuid4().int % 10**12}",
-            },
-            {
-                "use": "official",
-                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "entryUUID"}]},
-                "system": "urn:ietf:rfc:3986",
-                "value": submission_url,
-            },
-        ],
-        "status": "current",
-        "mode": "working",
-        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
-        "subject": {"reference": patient},
-        "source": {"reference": "#author"},
-        "date": "2026-03-01T10:00:00+01:00",
-        "entry": [{"item": {"reference": d["fullUrl"]}} for d in docs],
-    }
+    submission = submission_set(
+        {"reference": patient},
+        {"reference": "#author"},
+        {"system": R02, "code": "SA07"},
+        "urn:oid:1.2.250.1.999.1",
+        submission_url,
+        [d["fullUrl"] for d in docs],
+        "2026-03-01T10:00:00+01:00",
+        [_author()],
+    )
     return {
         "resourceType": "Bundle",
         "meta": {

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
@@ -31,6 +33,7 @@ from maison.services.dmp.cda import (
     InstanceId,
     Organization,
 )
+from maison.services.dmp.provide import MHD_LIST_TYPES, SUBMISSION_SET_PROFILE
 
 #: templateIds of a CI-SIS N1 document (HL7 France, CI-SIS, IHE XDS-SD).
 N1_TEMPLATES: Final = (
@@ -383,7 +386,66 @@ def minimal_pdf(text: str) -> bytes:
     return bytes(out)
 
 
+#: The MHD identifier types (uniqueId, entryUUID).
+MHD_IDENTIFIER: Final = "https://profiles.ihe.net/ITI/MHD/CodeSystem/IHE.MHD.MHDIdentifierType"
+
+
+def submission_set(
+    subject: Mapping[str, Any],
+    source: Mapping[str, Any],
+    designation: Mapping[str, Any],
+    source_id: str,
+    submission_url: str,
+    doc_urls: list[str],
+    created: str,
+    contained: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A producer's PDSm SubmissionSet of the documents ``doc_urls``: its source (the author: a
+    contained resource or a reference), its designation type and ``sourceId`` (an OID URN):
+    https://profiles.ihe.net/ITI/MHD/StructureDefinition-IHE.MHD.Comprehensive.SubmissionSet.html."""
+    extensions: list[dict[str, Any]] = [
+        {
+            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
+            "valueIdentifier": {"value": source_id},
+        },
+        {
+            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
+            "valueCodeableConcept": {"coding": [dict(designation)]},
+        },
+    ]
+    out: dict[str, Any] = {
+        "resourceType": "List",
+        "meta": {"profile": [SUBMISSION_SET_PROFILE]},
+        "extension": extensions,
+        "identifier": [
+            {
+                "use": "usual",
+                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "uniqueId"}]},
+                "system": "urn:ietf:rfc:3986",
+                "value": f"urn:oid:2.25.{uuid.uuid4().int}",
+            },
+            {
+                "use": "official",
+                "type": {"coding": [{"system": MHD_IDENTIFIER, "code": "entryUUID"}]},
+                "system": "urn:ietf:rfc:3986",
+                "value": submission_url,
+            },
+        ],
+        "status": "current",
+        "mode": "working",
+        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
+        "subject": dict(subject),
+        "source": dict(source),
+        "date": created,
+        "entry": [{"item": {"reference": url}} for url in doc_urls],
+    }
+    if contained:
+        out = {**out, "contained": contained}
+    return out
+
+
 __all__ = [
+    "MHD_IDENTIFIER",
     "N1_TEMPLATES",
     "build_n1",
     "document_reference",
@@ -391,4 +453,5 @@ __all__ = [
     "master_identifier",
     "minimal_pdf",
     "n1_header",
+    "submission_set",
 ]
