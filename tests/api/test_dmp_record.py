@@ -140,7 +140,7 @@ def test_opposition_to_feeding_is_recorded_and_lifted(
     try:
         with dmp.client() as c:
             _out(_op(c, ref, "dmp-open"))
-            check(ref)  # open: the feed goes on
+            assert check(ref) == ref  # open: the feed goes on, on the Patient it names
             opposed = _out(
                 _op(c, ref, "dmp-opposition", kind="feeding", opposed=True, method="written")
             )

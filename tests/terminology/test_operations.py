@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from maison.fhir.definitions import Definitions
+from maison.terminology.binding import ServiceBindings
 from maison.terminology.compose import Composer, ExpansionCache
 from maison.terminology.errors import TerminologyError
 from maison.terminology.expand import expand
@@ -545,6 +546,7 @@ class FakeSnomed:
         return out
 
     def value_set(self, url: str, version: str | None = None) -> dict[str, Any] | None:
+        self._count("value_set")
         return self.value_sets.get(url)
 
     def concept_map(self, url: str, version: str | None = None) -> dict[str, Any] | None:
@@ -702,6 +704,23 @@ def test_expansions_are_cached_per_source_revision(snomed: FakeSnomed) -> None:
     snomed.revision = 2  # new content: expanded again
     expand(snomed, url=VS + "everything", cache=cache)
     assert snomed.calls["concepts"] == first + 1
+
+
+def test_binding_checks_of_an_expanded_value_set_read_it_no_more(snomed: FakeSnomed) -> None:
+    bindings = ServiceBindings(snomed, ExpansionCache())
+    everything = VS + "everything"
+    assert bindings.contains(everything, SNOMED, TYPE1) is True
+    read = snomed.calls["value_set"]
+    for _ in range(3):  # the validator asks at every coding: answered from the expansion
+        assert bindings.contains(everything, SNOMED, TYPE1) is True
+        assert bindings.contains(everything, SNOMED, "0") is False
+        assert bindings.contains(everything, None, DIABETES) is True
+    assert snomed.calls["value_set"] == read
+    snomed.value_sets[everything] = _vs("everything", _is("is-a", DIABETES))
+    snomed.revision = 2  # new content: the value set is read and expanded again
+    assert bindings.contains(everything, SNOMED, GLUCOSE) is False
+    assert snomed.calls["value_set"] > read
+    assert bindings.contains(VS + "not-held", SNOMED, TYPE1) is None
 
 
 def test_a_source_without_a_revision_is_never_answered_from_the_cache(

@@ -5,10 +5,13 @@ https://hl7.org/fhir/R4/http.html#transaction
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from maison.api import interactions as ix
 from maison.fhir.bundle import (
@@ -137,7 +140,7 @@ def _search_one(ctx: ix.Context, tx: StoreTx, rtype: str, query: str, what: str)
 
 
 def _plan_transaction(
-    ctx: ix.Context, tx: StoreTx, entries: list[Entry], new_id: Callable[[], str]
+    ctx: ix.Context, tx: StoreTx, entries: list[Entry], new_id: Callable[[int], str]
 ) -> tuple[dict[str, str], dict[int, str], dict[int, ix.Result]]:
     """Give every POST/PUT entry its final identity before anything is written."""
     mapping: dict[str, str] = {}
@@ -160,7 +163,7 @@ def _plan_transaction(
                         preset[e.index] = found
                         target = existing
                 if target is None:
-                    target = new_id()
+                    target = new_id(e.index)
                     assigned[e.index] = target
             elif len(segments) == 2:
                 target = segments[1]
@@ -168,7 +171,7 @@ def _plan_transaction(
                 target = _search_one(ctx, tx, rtype, query, "Conditional update")
                 if target is None and isinstance(e.resource, dict):
                     rid = e.resource.get("id")
-                    target = rid if isinstance(rid, str) else new_id()
+                    target = rid if isinstance(rid, str) else new_id(e.index)
                     e.url = f"{rtype}/{target}"
                     e.resource = {**e.resource, "id": target}
                 elif target is not None:
@@ -238,6 +241,103 @@ def entry_response(ctx: ix.Context, result: ix.Result, minimal: bool) -> dict[st
     return entry
 
 
+class _EntryIds:
+    """The id of each new resource of a transaction, by entry: the same at every attempt of
+    the unit and in the validation done before it."""
+
+    def __init__(self, new_id: Callable[[], str]) -> None:
+        self._new = new_id
+        self._ids: dict[int, str] = {}
+
+    def __call__(self, index: int) -> str:
+        found = self._ids.get(index)
+        if found is None:
+            found = self._ids[index] = self._new()
+        return found
+
+
+class _UnforeseenError(Exception):
+    """A reference only the store can resolve: that body is validated in the unit."""
+
+
+class ValidatedAhead:
+    """Validation done before a write unit, by body: validating is pure work on the body, so
+    it runs outside the store's serialised writer, and the unit finds the result of each body
+    it validates when its references resolved as foreseen (else it validates itself)."""
+
+    def __init__(self, validate: ix.Validate) -> None:
+        self._validate = validate
+        self._done: dict[bytes, list[Issue]] = {}
+
+    @staticmethod
+    def _key(body: dict[str, Any]) -> bytes | None:
+        try:
+            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+
+    def ahead(self, body: dict[str, Any]) -> None:
+        """Validate ``body`` now and keep the result for the unit."""
+        key = self._key(body)
+        if key is not None and key not in self._done:
+            self._done[key] = self._validate(body)
+
+    def __call__(self, body: dict[str, Any]) -> list[Issue]:
+        key = self._key(body)
+        done = self._done.get(key) if key is not None else None
+        return list(done) if done is not None else self._validate(body)
+
+
+def _validate_ahead(
+    ctx: ix.Context,
+    entries: list[Entry],
+    ids: Callable[[int], str],
+    known: Mapping[str, str],
+    memo: ValidatedAhead,
+) -> None:
+    """Validate, before the unit, the POST and PUT Type/id bodies as the unit will see them:
+    their references rewritten to the ids the unit will give, and conditional references to
+    what the caller already resolved (``known``). Bodies naming anything else are left to the
+    unit; an error here is left to the unit too, which raises it with its entry."""
+    mapping: dict[str, str] = {}
+    foreseen: list[tuple[Entry, bool]] = []
+    for e in entries:
+        if e.method not in ("POST", "PUT") or not isinstance(e.resource, dict):
+            continue
+        segments, query = split_url(e.url)
+        if not segments or not ctx.defs.is_resource_type(segments[0]):
+            continue
+        if e.method == "POST" and len(segments) == 1 and not e.if_none_exist:
+            target, create = ids(e.index), True
+        elif e.method == "PUT" and len(segments) == 2 and not query:
+            target, create = segments[1], False
+        else:
+            continue
+        if e.full_url:
+            mapping[e.full_url] = f"{segments[0]}/{target}"
+        foreseen.append((e, create))
+
+    def resolve(ref: str) -> str | None:
+        if ref in mapping:
+            return mapping[ref]
+        if ref in known:
+            return known[ref]
+        if ref.startswith(("urn:uuid:", "urn:oid:")) or (
+            "?" in ref and ref[:1].isupper() and "/" not in ref.split("?")[0]
+        ):
+            raise _UnforeseenError(ref)
+        return None
+
+    for e, create in foreseen:
+        try:
+            body = rewrite_references(e.resource, resolve, mapping)
+            if create:
+                body = {k: v for k, v in body.items() if k != "id"}
+            memo.ahead(body)
+        except (_UnforeseenError, FhirError):
+            continue
+
+
 def transaction(
     ctx: ix.Context,
     run: Runner,
@@ -246,26 +346,33 @@ def transaction(
     minimal: bool,
     lenient: bool,
     after: After | None = None,
+    known: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Process a transaction: all entries succeed together or nothing is written. ``after``
     (an MHD transaction module's own writes, e.g. superseding replaced documents) runs in the
-    same store transaction once every entry is written."""
+    same store transaction once every entry is written; ``known`` gives conditional references
+    the caller already resolved (``Patient?identifier=…`` → ``Patient/id``), only so that their
+    bodies are validated before the unit (the unit resolves them again)."""
     entries = parse_entries(bundle)
     if bundle.get("type") != "transaction":
         raise invalid("Not a transaction")
+    ids = _EntryIds(new_id)
+    memo = ValidatedAhead(ctx.validate)
+    _validate_ahead(ctx, entries, ids, known or {}, memo)
+    uctx = dataclasses.replace(ctx, validate=memo)
 
     def work(tx: StoreTx) -> dict[int, ix.Result]:
         results: dict[int, ix.Result] = {}
         ordered = transaction_order([_copy(e) for e in entries])
-        mapping, assigned, preset = _plan_transaction(ctx, tx, ordered, new_id)
-        resolve = _resolver(ctx, tx, mapping)
+        mapping, assigned, preset = _plan_transaction(uctx, tx, ordered, ids)
+        resolve = _resolver(uctx, tx, mapping)
         for e in ordered:
             if e.index in preset:
                 results[e.index] = preset[e.index]
                 continue
             try:
                 results[e.index] = _run_entry(
-                    ctx,
+                    uctx,
                     tx,
                     entry=e,
                     resolve=resolve,

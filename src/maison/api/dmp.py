@@ -67,8 +67,9 @@ class DocumentSharing:
     #: the Patient a document's subject names (a reference or a logical identifier), to
     #: compare with a CDA header; None when it cannot be read
     patient: Callable[[Mapping[str, Any]], dict[str, Any] | None] = lambda _subject: None
-    #: refuses a feed whose patient's DMP is closed, opposed to feeding or merged
-    feeding: Callable[[str | None], None] = lambda _patient: None
+    #: refuses a feed whose patient's DMP is closed, opposed to feeding or merged; else the
+    #: Patient/[id] its reference names (None when unknown)
+    feeding: Callable[[str | None], str | None] = lambda _patient: None
 
     # --- checks shared by ITI-65 and ITI-105 -----------------------------------------------
     def _document_issues(self, doc: dict[str, Any], where: str) -> list[Issue]:
@@ -126,7 +127,8 @@ class DocumentSharing:
     ) -> ix.Result:
         """Provide Document Bundle [ITI-65]: https://profiles.ihe.net/ITI/MHD/ITI-65.html."""
         plan = provide.plan(bundle)
-        self.feeding(plan.patient)  # before anything is stored
+        named = self.feeding(plan.patient)  # before anything is stored
+        known = {plan.patient: named} if plan.patient and named else None
         entries: list[Any] = [dict(e) for e in bundle["entry"]]
         warnings: list[Issue] = []
         for i in plan.documents:
@@ -155,7 +157,14 @@ class DocumentSharing:
                 }
             after = _supersede(ctx, plan, entries)
             out = bundles.transaction(
-                ctx, run, self.new_id, {**bundle, "entry": entries}, minimal, lenient, after
+                ctx,
+                run,
+                self.new_id,
+                {**bundle, "entry": entries},
+                minimal,
+                lenient,
+                after,
+                known,
             )
         except BaseException:
             for blob_id in stored:  # nothing acknowledged: the content goes too

@@ -97,22 +97,28 @@ def feeding_check(
     read: Callable[[Callable[[Any], Any]], Any],
     retention_years: int = record.RETENTION_YEARS,
     require_opening: bool = False,
-) -> Callable[[str | None], None]:
+) -> Callable[[str | None], str | None]:
     """The check a feed (ITI-65/105) runs on its patient reference before anything is stored:
     refused (422) when the DMP is closed, the patient opposed feeding or the record is merged;
-    ``read`` runs a function on a read-only store unit (``store.read``)
+    else the ``Patient/[id]`` the reference names (None when unknown). ``read`` runs a function
+    on a read-only store unit (``store.read``)
     (https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/, TD2)."""
 
-    def check(reference: str | None) -> None:
+    def check(reference: str | None) -> str | None:
         if not reference:
-            return
+            return None
 
-        def find(tx: Any) -> DmpStatus | None:
+        def find(tx: Any) -> tuple[str, DmpStatus] | None:
             patient = resolve_patient(tx, reference)
-            return status_of(tx, patient, retention_years) if patient is not None else None
+            if patient is None:
+                return None
+            return f"Patient/{patient.id}", status_of(tx, patient, retention_years)
 
-        status = read(find)
-        reason = record.feeding_refusal(status, require_opening) if status is not None else None
+        found: tuple[str, DmpStatus] | None = read(find)
+        if found is None:
+            return None
+        named, status = found
+        reason = record.feeding_refusal(status, require_opening)
         if reason is not None:
             message = f"The feed is refused: {reason}"
             raise FhirError(
@@ -120,6 +126,7 @@ def feeding_check(
                 message,
                 [Issue("error", "business-rule", message, ("Bundle.entry.resource.subject",))],
             )
+        return named
 
     return check
 

@@ -9,7 +9,7 @@ https://hl7.org/fhir/R4/terminologies.html#binding
 from __future__ import annotations
 
 from maison.fhir.errors import FhirError
-from maison.terminology.compose import Composer, ExpansionCache
+from maison.terminology.compose import Composer, Expansion, ExpansionCache
 from maison.terminology.source import TerminologySource, canonical_system
 
 
@@ -31,6 +31,14 @@ class ServiceBindings:
         """
         url, _, version = value_set.partition("|")
         composer = Composer(self.source, self.cache)
+        if url and composer.cache is not None:
+            # a value set expanded before is answered from its expansion, without reading and
+            # parsing the ValueSet again (the key holds the sources' content revision)
+            cached = composer.cache.get((composer.revision, url, version or None))
+            if isinstance(cached, Expansion):
+                if system is not None:
+                    return cached.get(canonical_system(system), code) is not None
+                return any(entry.code == code for entry in cached.entries)
         vs = self.source.value_set(url, version or None)
         if vs is None:
             return None
