@@ -173,3 +173,19 @@ def test_an_invalid_body_foreseen_is_refused_as_in_the_unit(
     assert refused.value.message.startswith("Bundle.entry[0]")
     assert "pas-un-statut" in str([i.diagnostics for i in refused.value.issues])
     assert counting.unit == []
+
+
+def test_a_post_entry_may_be_given_the_id_its_caller_drew(
+    store: SqlStore, defs: Definitions
+) -> None:
+    pid = _patient(store, uuid.uuid4().hex)
+    counting = Counting(defs)
+    drawn = uuid.uuid4().hex
+    ctx = ix.Context(defs, counting, BASE)
+    bundle = _bundle(f"Patient/{pid}")
+    out = bundles.transaction(
+        ctx, _runner(store, counting), store.new_id, bundle, False, False, new_ids={0: drawn}
+    )
+    assert out["entry"][0]["response"]["location"].startswith(f"Observation/{drawn}/")
+    assert out["entry"][1]["resource"]["target"][0]["reference"] == f"Observation/{drawn}"
+    assert counting.unit == []  # foreseen with that id

@@ -245,9 +245,9 @@ class _EntryIds:
     """The id of each new resource of a transaction, by entry: the same at every attempt of
     the unit and in the validation done before it."""
 
-    def __init__(self, new_id: Callable[[], str]) -> None:
+    def __init__(self, new_id: Callable[[], str], preset: Mapping[int, str] | None) -> None:
         self._new = new_id
-        self._ids: dict[int, str] = {}
+        self._ids: dict[int, str] = dict(preset or {})
 
     def __call__(self, index: int) -> str:
         found = self._ids.get(index)
@@ -347,16 +347,18 @@ def transaction(
     lenient: bool,
     after: After | None = None,
     known: Mapping[str, str] | None = None,
+    new_ids: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     """Process a transaction: all entries succeed together or nothing is written. ``after``
     (an MHD transaction module's own writes, e.g. superseding replaced documents) runs in the
     same store transaction once every entry is written; ``known`` gives conditional references
     the caller already resolved (``Patient?identifier=…`` → ``Patient/id``), only so that their
-    bodies are validated before the unit (the unit resolves them again)."""
+    bodies are validated before the unit (the unit resolves them again); ``new_ids`` gives the
+    id a POST entry creates (by entry index), one the caller just drew at random (a blob's)."""
     entries = parse_entries(bundle)
     if bundle.get("type") != "transaction":
         raise invalid("Not a transaction")
-    ids = _EntryIds(new_id)
+    ids = _EntryIds(new_id, new_ids)
     memo = ValidatedAhead(ctx.validate)
     _validate_ahead(ctx, entries, ids, known or {}, memo)
     uctx = dataclasses.replace(ctx, validate=memo)

@@ -140,6 +140,7 @@ class DocumentSharing:
         for upload in plan.uploads:
             entries.append(self._attach(ctx, run, upload, entries))
         stored: list[str] = []
+        new_ids: dict[int, str] = {}
         try:
             for payload in plan.payloads:
                 info = self.blobs.put(
@@ -150,11 +151,13 @@ class DocumentSharing:
                 )
                 stored.append(info.blob_id)
                 doc_url = entries[payload.document_index].get("fullUrl")
+                # created under its content's id (random, just drawn): no look-up needed
                 entries[payload.binary_index] = {
                     "fullUrl": entries[payload.binary_index]["fullUrl"],
                     "resource": _binary(info.blob_id, payload.content_type, doc_url),
-                    "request": {"method": "PUT", "url": f"Binary/{info.blob_id}"},
+                    "request": {"method": "POST", "url": "Binary"},
                 }
+                new_ids[payload.binary_index] = info.blob_id
             after = _supersede(ctx, plan, entries)
             out = bundles.transaction(
                 ctx,
@@ -165,6 +168,7 @@ class DocumentSharing:
                 lenient,
                 after,
                 known,
+                new_ids,
             )
         except BaseException:
             for blob_id in stored:  # nothing acknowledged: the content goes too
