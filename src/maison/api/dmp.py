@@ -24,7 +24,6 @@ https://profiles.ihe.net/ITI/MHD/ITI-68.html, https://interop.esante.gouv.fr/ig/
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from typing import Any
 
 from maison.api import bundles
 from maison.api import interactions as ix
+from maison.fhir import base64binary
 from maison.fhir.errors import Category, FhirError, Issue, invalid
 from maison.services.dmp import cda, lifecycle, provide
 from maison.services.dmp.metadata import metadata_issues
@@ -355,7 +355,7 @@ class DocumentSharing:
                 f"{binary.get('contentType', '*/*')}) rather than as FHIR JSON",
             )
         data = b"".join(self.blobs.open(blob_id))
-        return {**binary, "data": base64.b64encode(data).decode("ascii")}
+        return {**binary, "data": base64binary.encode(data)}
 
 
 def _with_profile(resource: dict[str, Any], profile: str) -> dict[str, Any]:

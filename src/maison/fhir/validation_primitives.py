@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
+from maison.fhir import base64binary
 from maison.fhir.definitions import Definitions
 
 # https://hl7.org/fhir/R4/datatypes.html#string: no C0 controls but tab, CR, LF
@@ -33,8 +34,6 @@ JSON_KIND: dict[str, str] = {
     "unsignedInt": "integer",
     "decimal": "number",
 }
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_WS = re.compile(r"\s+")
 # string/markdown with some non-whitespace: https://hl7.org/fhir/R4/datatypes.html#string
 _STRING_FAST = r"[ \r\n\t\S]*\S[ \r\n\t\S]*"
 
@@ -56,8 +55,7 @@ def fhir_type_code(type_ref: dict[str, Any]) -> str:
 
 
 def _base64_ok(value: str) -> bool:
-    compact = _WS.sub("", value)
-    return len(compact) % 4 == 0 and _BASE64.fullmatch(compact) is not None
+    return base64binary.is_valid(value)
 
 
 @functools.lru_cache(maxsize=256)

@@ -54,7 +54,6 @@ https://interop.esante.gouv.fr/ig/fhir/pdsm/ (PDSm DocumentReference)
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +63,7 @@ from typing import Any, Final
 from lxml import etree
 from stdnum.fr import nir as stdnum_nir
 
+from maison.fhir import base64binary
 from maison.fhir.errors import Category
 from maison.terminology.source import LOINC, canonical_system
 
@@ -669,7 +669,7 @@ def embedded_document(
             Category.TOO_LARGE,
         )
     try:
-        content = base64.b64decode(encoded, validate=True)
+        content = base64binary.decode(encoded)
     except (binascii.Error, ValueError) as exc:
         return CdaError(f"the nonXMLBody is not valid base64 ({exc})")
     if not content:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from lxml import etree
 
+from maison.fhir import base64binary
 from maison.services.dmp.cda import (
     CDA_NS,
     V3_CONFIDENTIALITY,
@@ -237,7 +238,7 @@ def build_n1(header: CdaHeader, content: bytes, media_type: str = "application/p
         mediaType=media_type,
         representation="B64",
     )
-    text.text = base64.b64encode(content).decode("ascii")
+    text.text = base64binary.encode(content)
     return bytes(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
 
 

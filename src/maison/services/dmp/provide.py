@@ -23,13 +23,13 @@ https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition-pdsm-comprehensi
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+from maison.fhir import base64binary
 from maison.fhir.errors import Category, FhirError, Issue
 
 MHD_LIST_TYPES: Final = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
@@ -185,7 +185,7 @@ def decode_hash(value: Any) -> bytes | None:
     if not isinstance(value, str):
         raise ValueError("attachment.hash must be a base64 string")
     try:
-        raw = base64.b64decode(value, validate=True)
+        raw = base64binary.decode(value)
     except (binascii.Error, ValueError):
         raise ValueError("attachment.hash is not valid base64") from None
     if len(raw) != 20:
@@ -392,7 +392,7 @@ def _payload(
             Category.TOO_LARGE,
         )
     try:
-        data = base64.b64decode(raw, validate=True)
+        data = base64binary.decode(raw)
     except (binascii.Error, ValueError):
         _refuse(b, ".data", "Binary.data is not valid base64")
     problem = check_content(data, size, sha1)
