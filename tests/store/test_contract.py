@@ -540,3 +540,49 @@ def test_last_write_is_a_stamp_of_every_write(store: SqlStore) -> None:
     assert later > after
     store.write(lambda tx: tx.delete("Consent", made.id))
     assert store.read(lambda tx: tx.last_write()) > later
+
+
+def test_work_queued_while_another_process_writes_joins_one_commit(store: SqlStore) -> None:
+    """The writer takes its batch once it holds the write lock: what queued while another
+    process held it shares one commit (one fsync) instead of one each."""
+    if store.dialect != "sqlite":
+        pytest.skip("the cross-process write lock is SQLite's")
+    import fcntl
+    import os
+    import time
+
+    from sqlalchemy import event
+
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    store.write(lambda tx: tx.create("Basic", {"resourceType": "Basic"}, "first"))
+    assert store._lock_path is not None
+    other = os.open(store._lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process writing
+        commits.clear()
+
+        def queue(i: int) -> Any:
+            return store.write_future(
+                lambda tx: tx.create("Basic", {"resourceType": "Basic"}, f"q{i}")
+            )
+
+        def queued(n: int) -> None:
+            deadline = time.monotonic() + 10
+            while store._committer is not None and store._committer.queue.qsize() != n:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+        futures = [queue(0)]
+        queued(0)  # the writer took it and waits for the lock
+        time.sleep(0.05)
+        futures += [queue(i) for i in range(1, 6)]
+        queued(5)
+        assert not any(f.done() for f in futures)
+    finally:
+        os.close(other)  # releases the lock
+    for f in futures:
+        f.result(timeout=10)
+    assert len(commits) == 1
+    for i in range(6):
+        assert store.read(lambda tx, i=i: tx.read("Basic", f"q{i}")) is not None

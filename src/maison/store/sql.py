@@ -412,17 +412,19 @@ class GroupCommitter:
             item = self.queue.get()
             if item is None:
                 return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self.queue.put(None)
-                    break
-                batch.append(nxt)
-            self._run(batch)
+            self._run([item])
+
+    def _more(self, batch: list[tuple[Callable[[SqlTx], Any], Future[Any]]]) -> None:
+        """Add the work queued meanwhile to ``batch``, up to ``max_batch``."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if nxt is None:
+                self.queue.put(None)
+                return
+            batch.append(nxt)
 
     def _run(self, batch: list[tuple[Callable[[SqlTx], Any], Future[Any]]]) -> None:
         done: list[tuple[Future[Any], Any]] = []
@@ -430,6 +432,10 @@ class GroupCommitter:
         written = 0
         try:
             with self.store.write_lock(), self.store.engine.connect() as conn:
+                # taken once the lock is held: what queued while another process held it
+                # joins this commit (one fsync for all) instead of waiting for the next
+                self._more(batch)
+                pending = [fut for _, fut in batch]
                 if self.store.dialect == "sqlite":
                     conn = conn.execution_options(maison_write=True)
                 with conn.begin():
