@@ -189,3 +189,21 @@ def test_a_post_entry_may_be_given_the_id_its_caller_drew(
     assert out["entry"][0]["response"]["location"].startswith(f"Observation/{drawn}/")
     assert out["entry"][1]["resource"]["target"][0]["reference"] == f"Observation/{drawn}"
     assert counting.unit == []  # foreseen with that id
+
+
+def test_the_store_gets_the_bodies_to_come_with_their_ids(
+    store: SqlStore, defs: Definitions
+) -> None:
+    pid = _patient(store, uuid.uuid4().hex)
+    counting = Counting(defs)
+    seen: list[dict[str, Any]] = []
+    ctx = ix.Context(defs, counting, BASE, ahead=seen.append)
+    out = bundles.transaction(
+        ctx, _runner(store, counting), store.new_id, _bundle(f"Patient/{pid}"), False, False
+    )
+    stored = [e["resource"] for e in out["entry"]]
+    assert [(b["resourceType"], b["id"]) for b in seen] == [
+        (r["resourceType"], r["id"]) for r in stored
+    ]
+    for body, written in zip(seen, stored, strict=True):  # the stored body, but its stamp
+        assert body == {k: v for k, v in written.items() if k != "meta"}

@@ -300,7 +300,7 @@ def _validate_ahead(
     what the caller already resolved (``known``). Bodies naming anything else are left to the
     unit; an error here is left to the unit too, which raises it with its entry."""
     mapping: dict[str, str] = {}
-    foreseen: list[tuple[Entry, bool]] = []
+    foreseen: list[tuple[Entry, str | None]] = []
     for e in entries:
         if e.method not in ("POST", "PUT") or not isinstance(e.resource, dict):
             continue
@@ -308,14 +308,14 @@ def _validate_ahead(
         if not segments or not ctx.defs.is_resource_type(segments[0]):
             continue
         if e.method == "POST" and len(segments) == 1 and not e.if_none_exist:
-            target, create = ids(e.index), True
+            target, created = ids(e.index), ids(e.index)
         elif e.method == "PUT" and len(segments) == 2 and not query:
-            target, create = segments[1], False
+            target, created = segments[1], None
         else:
             continue
         if e.full_url:
             mapping[e.full_url] = f"{segments[0]}/{target}"
-        foreseen.append((e, create))
+        foreseen.append((e, created))
 
     def resolve(ref: str) -> str | None:
         if ref in mapping:
@@ -328,12 +328,14 @@ def _validate_ahead(
             raise _UnforeseenError(ref)
         return None
 
-    for e, create in foreseen:
+    for e, created in foreseen:
         try:
             body = rewrite_references(e.resource, resolve, mapping)
-            if create:
+            if created is not None:
                 body = {k: v for k, v in body.items() if k != "id"}
             memo.ahead(body)
+            if ctx.ahead is not None:
+                ctx.ahead(body if created is None else {**body, "id": created})
         except (_UnforeseenError, FhirError):
             continue
 

@@ -74,6 +74,9 @@ class Context:
     searches: dict[str, SearchRule] = field(default_factory=dict)
     #: expands token :in/:not-in/:below/:above (None: the definitions' value sets only)
     terms: SearchTerminology | None = None
+    #: work on a resource about to be written that may be done before its write unit (the
+    #: store's index extraction), given the body as it will be stored, its id set
+    ahead: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass

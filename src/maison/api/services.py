@@ -320,6 +320,7 @@ class Services:
             deletes=self.delete_rules(),
             searches=self.search_rules(principal),
             terms=self.search_terms(),
+            ahead=self.store.index_ahead,
         )
 
     def runner(self, principal: Principal) -> Runner:

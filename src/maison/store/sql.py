@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -102,6 +103,24 @@ def format_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_AHEAD_KEPT = 512  # index extractions kept for writes to come (one per resource)
+_STAMP = ("versionId", "lastUpdated")
+
+
+def _ahead_key(body: dict[str, Any]) -> bytes | None:
+    """A body's content without its version stamp, as canonical JSON (None if it has none)."""
+    meta = body.get("meta")
+    if isinstance(meta, dict) and any(k in meta for k in _STAMP):
+        rest = {k: v for k, v in meta.items() if k not in _STAMP}
+        body = {k: v for k, v in body.items() if k != "meta"}
+        if rest:
+            body["meta"] = rest
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
 @dataclass
 class StoreSettings:
     """Tunables of the SQL store."""
@@ -138,6 +157,36 @@ class SqlStore:
         database = self.engine.url.database if self.dialect == "sqlite" else None
         self._lock_path = f"{database}.writelock" if database and database != ":memory:" else None
         self._committer_lock = threading.Lock()
+        #: index rows extracted before their write unit, by body (``index_ahead``)
+        self._ahead: OrderedDict[bytes, Any] = OrderedDict()
+        self._ahead_lock = threading.Lock()
+
+    def index_ahead(self, body: dict[str, Any]) -> None:
+        """Extract the index rows of a resource about to be written (its id set, not yet
+        stamped with a version) outside the store's serialised writer: the write then finds
+        them done if it stores that very body. Extraction is pure work on the body; the rows
+        it takes from the version stamp (``_lastUpdated``) are columns, not index rows
+        (https://hl7.org/fhir/R4/search.html#ptypes)."""
+        key = _ahead_key(body)
+        if key is None:
+            return
+        indexer = self.indexer
+        values = indexer(body)
+        with self._ahead_lock:
+            self._ahead[key] = (indexer, values)
+            while len(self._ahead) > _AHEAD_KEPT:
+                self._ahead.popitem(last=False)
+
+    def _index_values(self, body: dict[str, Any]) -> Any:
+        """The index rows of a stamped body: extracted ahead, else now."""
+        if self._ahead:
+            key = _ahead_key(body)
+            if key is not None:
+                with self._ahead_lock:
+                    found = self._ahead.pop(key, None)
+                if found is not None and found[0] is self.indexer:  # definitions unchanged
+                    return found[1]
+        return self.indexer(body)
 
     def migrate(self) -> None:
         """Apply the Alembic migrations (idempotent)."""
@@ -673,7 +722,7 @@ class SqlTx:
         return out
 
     def _queue_index(self, res_type: str, res_id: str, body: dict[str, Any]) -> None:
-        values = self.store.indexer(body)
+        values = self.store._index_values(body)
         key = (res_type, res_id)
         buckets = self._idx_rows
         for kind in INDEX_COLUMNS:
