@@ -66,6 +66,12 @@ def _patient(store: SqlStore, value: str) -> str:
     return store.write(lambda tx: tx.create("Patient", body).id)
 
 
+def _conditional(store: SqlStore) -> tuple[str, str]:
+    """A new patient's id and the conditional reference naming it by identifier."""
+    value = uuid.uuid4().hex
+    return _patient(store, value), f"Patient?identifier={IPP}|{value}"
+
+
 def _written(store: SqlStore) -> int:
     """How many Observation versions the store holds."""
     page = store.read(lambda tx: tx.history("Observation", None, None, 1000, None))
@@ -128,9 +134,7 @@ def test_foreseen_bodies_are_validated_once_before_the_unit(
 def test_a_conditional_reference_resolved_by_the_caller_is_foreseen(
     store: SqlStore, defs: Definitions
 ) -> None:
-    value = uuid.uuid4().hex
-    pid = _patient(store, value)
-    conditional = f"Patient?identifier={IPP}|{value}"
+    pid, conditional = _conditional(store)
     counting = Counting(defs)
     out = _transaction(store, counting, _bundle(conditional), {conditional: f"Patient/{pid}"})
     assert out["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pid}"
@@ -145,9 +149,7 @@ def test_a_conditional_reference_resolved_by_the_caller_is_foreseen(
 def test_a_wrong_foresight_never_skips_the_validation_of_what_is_written(
     store: SqlStore, defs: Definitions
 ) -> None:
-    value = uuid.uuid4().hex
-    pid = _patient(store, value)
-    conditional = f"Patient?identifier={IPP}|{value}"
+    pid, conditional = _conditional(store)
     counting = Counting(defs)
     wrong = {conditional: "Patient/not-the-one"}
     out = _transaction(store, counting, _bundle(conditional), wrong)
