@@ -308,7 +308,7 @@ def _validate_ahead(
         if not segments or not ctx.defs.is_resource_type(segments[0]):
             continue
         if e.method == "POST" and len(segments) == 1 and not e.if_none_exist:
-            target, created = ids(e.index), ids(e.index)
+            target = created = ids(e.index)
         elif e.method == "PUT" and len(segments) == 2 and not query:
             target, created = segments[1], None
         else:
